@@ -1,0 +1,84 @@
+# kvm_xinterface: build, boot and test harness.
+#
+#   make            build the kernel, modules and test programs
+#   make run        the main job, in a booted test kernel
+#   make check      every test; ends with "N passed, N failed"
+#   make deps       install the Debian packages the harness needs
+#   make clean      remove build output (keeps the unpacked source)
+#   make distclean  remove all of build/
+#
+# KSRC=<path> builds your own 6.12.y tree instead of Debian's
+# linux-source-6.12.  JOBS=<n> sets the build parallelism.
+
+REPO    := $(CURDIR)
+BUILD   := $(REPO)/build
+TREE    := $(BUILD)/tree
+OBJ     := $(BUILD)/obj
+TESTS   := $(BUILD)/tests
+KSRC    ?=
+JOBS    ?= $(shell echo $$(( $$(nproc) + 1 )))
+export CCACHE_BASEDIR := $(BUILD)
+KMAKE   := $(MAKE) -s -C $(TREE) O=$(OBJ) CC="ccache gcc" HOSTCC="ccache gcc"
+H       := $(REPO)/harness
+TIME     = $(H)/timed.sh
+
+# Packages the harness needs (Debian 12).
+PKGS := linux-source-6.12 qemu-system-x86 busybox-static ccache flex bison \
+	bc libelf-dev libssl-dev cpio dwarves kmod rsync gcc make libc6-dev \
+	patch xz-utils
+
+# KVM selftests from the same tree, run unmodified (harness/check.list
+# gives their arguments), plus the project's own.
+KVM_SELFTESTS := set_memory_region_test memslot_modification_stress_test \
+	dirty_log_test kvm_create_max_vcpus x86_64/sync_regs_test
+SELFTESTS := $(KVM_SELFTESTS)
+
+.PHONY: all deps tree config kernel selftests initramfs run check clean distclean
+
+all: kernel selftests initramfs
+
+deps:
+	@$(H)/deps.sh $(PKGS)
+
+tree:
+	@$(TIME) "prepare tree" $(H)/prepare-tree.sh $(REPO) $(BUILD) $(KSRC)
+
+# The config is allnoconfig plus harness/kernel.config; regenerated when
+# the fragment changes, and checked: every option the fragment asks for
+# must have reached .config.
+$(OBJ)/.config: $(H)/kernel.config | tree
+	@mkdir -p $(OBJ)
+	@$(KMAKE) KCONFIG_ALLCONFIG=$(H)/kernel.config allnoconfig
+	@$(H)/check-config.sh $(H)/kernel.config $(OBJ)/.config
+
+config: tree $(OBJ)/.config
+
+kernel: config
+	@$(TIME) "build kernel" $(KMAKE) -j$(JOBS) bzImage modules
+
+selftests: kernel
+	@$(TIME) "install headers" $(KMAKE) headers_install
+	@mkdir -p $(TESTS)
+	@$(TIME) "build selftests" $(MAKE) -s -C $(TREE)/tools/testing/selftests/kvm \
+		-j$(JOBS) OUTPUT=$(TESTS)/kvm \
+		KHDR_INCLUDES="-isystem $(OBJ)/usr/include" \
+		LDFLAGS="-static -pthread -no-pie" \
+		$(addprefix $(TESTS)/kvm/,$(SELFTESTS))
+
+initramfs: kernel selftests
+	@$(H)/mkinitramfs.sh $(REPO) $(BUILD)
+
+run: deps all
+	@$(TIME) "boot and run" $(H)/run-qemu.sh $(BUILD) run 900; \
+	$(H)/parse-results.sh $(BUILD)/results.log $(BUILD)/console.log $$?
+
+check: deps all
+	@$(TIME) "boot and test" $(H)/run-qemu.sh $(BUILD) check 2400; \
+	$(H)/parse-results.sh $(BUILD)/results.log $(BUILD)/console.log $$?
+
+clean:
+	rm -rf $(OBJ) $(TESTS) $(BUILD)/initramfs $(BUILD)/initramfs.cpio \
+		$(BUILD)/*.log $(BUILD)/*.summary
+
+distclean:
+	rm -rf $(BUILD)

@@ -1,0 +1,67 @@
+#!/bin/busybox sh
+# /init of the test initramfs.  Kernel messages go to ttyS0 (the console
+# log); test output goes to ttyS1 (the results log) between markers that
+# parse-results.sh reads:
+#   XI-BEGIN name / ...TAP or text... / XI-END name rc / XI-DONE
+# The mode comes from the kernel command line: xi.mode=check|run|bench.
+/bin/busybox --install -s /bin
+export PATH=/bin:/sbin
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev 2>/dev/null
+mount -t tmpfs tmpfs /tmp
+mount -t debugfs debugfs /sys/kernel/debug 2>/dev/null
+ulimit -n 8192
+
+R=/dev/ttyS1
+stty -F $R raw -echo 2>/dev/null
+mode=$(sed -n 's/.*xi\.mode=\([a-z]*\).*/\1/p' /proc/cmdline)
+args=$(sed -n 's/.*xi\.args=\([^ ]*\).*/\1/p' /proc/cmdline | tr ',' ' ')
+echo "xi-init: mode=$mode"
+
+# run NAME TIMEOUT CMD...: one test, its output and exit code to the results.
+run() {
+	name=$1; secs=$2; shift 2
+	echo "xi-init: running $name"
+	echo "XI-BEGIN $name" > $R
+	t0=$(cut -d' ' -f1 /proc/uptime)
+	timeout -s KILL "$secs" "$@" > $R 2>&1
+	rc=$?
+	t1=$(cut -d' ' -f1 /proc/uptime)
+	echo "XI-END $name $rc $t0 $t1" > $R
+}
+
+# Loading the modules is a test of its own: the KUnit suites in them run
+# at load time and print KTAP on the console.
+for m in irqbypass kvm kvm-amd; do
+	run "modules/insmod-$m" 300 insmod /lib/modules/$m.ko
+done
+for m in /lib/modules/test_*.ko; do
+	[ -e "$m" ] || continue
+	run "modules/insmod-$(basename $m .ko)" 300 insmod "$m"
+done
+
+case "$mode" in
+check)	list=/tests/check.list ;;
+run)	list=/tests/run.list ;;
+bench)	list=/tests/bench.list ;;
+*)	list=/dev/null ;;
+esac
+# Each line: NAME TIMEOUT COMMAND [ARGS...]
+while read -r name secs cmd rest; do
+	case "$name" in ''|'#'*) continue ;; esac
+	# shellcheck disable=SC2086
+	run "$name" "$secs" /tests/$cmd $rest $args
+done < $list
+
+# Unloading is checked too: every module must go, in reverse order.
+if [ "$mode" = check ]; then
+	for m in $(ls -r /lib/modules/test_*.ko 2>/dev/null) kvm-amd kvm irqbypass; do
+		m=$(basename $m .ko | tr - _)
+		run "modules/rmmod-$m" 120 rmmod $m
+	done
+fi
+echo "XI-DONE" > $R
+sync
+echo "xi-init: done"
+reboot -f

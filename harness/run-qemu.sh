@@ -1,0 +1,44 @@
+#!/bin/bash
+# Boot the test kernel with the test initramfs and wait for it to finish.
+#
+#   run-qemu.sh BUILD MODE TIMEOUT_SECONDS [EXTRA_ARGS]
+#
+# Console (kernel log) -> BUILD/console.log, test output -> BUILD/results.log.
+# TCG with -cpu max (SVM with nested paging, so kvm_amd runs vCPUs) unless a
+# probe shows that the host's /dev/kvm can run a nested hypervisor.
+set -u
+BUILD=$1
+MODE=$2
+TMO=$3
+EXTRA=${4:-}
+CON=$BUILD/console.log
+RES=$BUILD/results.log
+
+# KVM acceleration only when the host can run it with nested virtualization;
+# the probe starts QEMU with -accel kvm and counts it usable if it is still
+# running (killed by timeout, 124) after 5 s.
+probe_kvm() {
+	[ -c /dev/kvm ] || return 1
+	grep -qwE 'svm|vmx' /proc/cpuinfo || return 1
+	timeout 5 qemu-system-x86_64 -accel kvm -M none -nodefaults \
+		-display none -monitor none -serial none -S >/dev/null 2>&1
+	[ $? = 124 ]
+}
+accel=tcg
+probe_kvm && accel=kvm
+
+append="console=ttyS0 panic=-1 xi.mode=$MODE"
+[ -n "$EXTRA" ] && append="$append xi.args=$EXTRA"
+: > "$CON"
+: > "$RES"
+echo "  QEMU    $MODE: accel=$accel, 2 vCPUs, 4 GiB, timeout ${TMO}s"
+timeout -s KILL "$TMO" qemu-system-x86_64 \
+	-accel "$accel" -cpu max -smp 2 -m 4G \
+	-kernel "$BUILD/obj/arch/x86/boot/bzImage" \
+	-initrd "$BUILD/initramfs.cpio" \
+	-append "$append" \
+	-display none -monitor none -nodefaults -no-reboot \
+	-serial "file:$CON" -serial "file:$RES" \
+	</dev/null
+rc=$?
+exit $rc
