@@ -31,7 +31,7 @@ PKGS := linux-source-6.12 qemu-system-x86 busybox-static ccache flex bison \
 # gives their arguments), plus the project's own.
 KVM_SELFTESTS := set_memory_region_test memslot_modification_stress_test \
 	dirty_log_test kvm_create_max_vcpus x86_64/sync_regs_test
-SELFTESTS := $(KVM_SELFTESTS)
+SELFTESTS := $(KVM_SELFTESTS) xinterface_test
 
 .PHONY: all deps tree config kernel selftests initramfs run check clean distclean
 

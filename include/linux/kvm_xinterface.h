@@ -1,0 +1,146 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
+/*
+ * kvm_xinterface: access to a KVM guest's memory for kernel modules other
+ * than KVM.  See Documentation/virt/kvm/xinterface.rst.
+ */
+#ifndef __LINUX_KVM_XINTERFACE_H
+#define __LINUX_KVM_XINTERFACE_H
+
+#include <linux/container_of.h>
+#include <linux/kernel.h>
+#include <linux/kref.h>
+#include <linux/types.h>
+
+struct file;
+struct kvm;
+struct kvm_xinterface;
+
+/**
+ * struct kvm_xinterface_ops - operations on a binding
+ * @copy_to: copy @len bytes from the kernel buffer @src to guest physical
+ *	address @gpa.  Returns 0 or a negative errno (see kvm_xinterface_copy_to()).
+ * @copy_from: copy @len bytes from guest physical address @gpa to the kernel
+ *	buffer @dst.  Returns 0 or a negative errno.
+ * @release: called by the last kvm_xinterface_put(); frees the binding.
+ *
+ * Callers use the kvm_xinterface_*() wrappers below rather than the table.
+ * Calling through the table means a consumer module needs only one symbol
+ * from kvm.ko, kvm_xinterface_bind().
+ */
+struct kvm_xinterface_ops {
+	int (*copy_to)(struct kvm_xinterface *intf, u64 gpa, const void *src,
+		       size_t len);
+	int (*copy_from)(struct kvm_xinterface *intf, void *dst, u64 gpa,
+			 size_t len);
+	void (*release)(struct kvm_xinterface *intf);
+};
+
+/**
+ * struct kvm_xinterface - a kernel module's binding to one VM
+ * @ops: the operations; constant for the life of the binding.
+ * @kref: reference count; the binding is freed by the last put.
+ * @kvm: the VM.  Opaque to consumers.
+ *
+ * A binding holds the VM's file, so the VM and the vendor module
+ * (kvm_amd or kvm_intel) stay alive, and a reference on the VM.  It does
+ * not hold the VM's address space: when the process that created the VM
+ * exits, the binding stays valid but every access fails with -ESRCH.
+ */
+struct kvm_xinterface {
+	const struct kvm_xinterface_ops *ops;
+	struct kref kref;
+	struct kvm *kvm;
+};
+
+struct kvm_xinterface *kvm_xinterface_bind(int fd);
+struct kvm_xinterface *kvm_xinterface_bind_file(struct file *file);
+
+/**
+ * kvm_xinterface_get() - take a reference on a binding
+ * @intf: the binding; the caller must already hold a reference.
+ *
+ * Return: @intf.
+ */
+static inline struct kvm_xinterface *
+kvm_xinterface_get(struct kvm_xinterface *intf)
+{
+	kref_get(&intf->kref);
+	return intf;
+}
+
+static inline void __kvm_xinterface_release(struct kref *kref)
+{
+	struct kvm_xinterface *intf =
+		container_of(kref, struct kvm_xinterface, kref);
+
+	intf->ops->release(intf);
+}
+
+/**
+ * kvm_xinterface_put() - drop a reference on a binding
+ * @intf: the binding.
+ *
+ * The last put releases the VM file and may destroy the VM, which sleeps:
+ * call it only where sleeping is allowed.
+ */
+static inline void kvm_xinterface_put(struct kvm_xinterface *intf)
+{
+	might_sleep();
+	kref_put(&intf->kref, __kvm_xinterface_release);
+}
+
+/**
+ * kvm_xinterface_copy_to() - write guest physical memory
+ * @intf: the binding.
+ * @gpa: guest physical address of the first byte to write.
+ * @src: kernel buffer to copy from.
+ * @len: number of bytes; any alignment, may span pages and adjacent memslots.
+ *
+ * Works from the VM owner's context, from a kthread or workqueue item (the
+ * function switches to the VM's mm itself), and from any other task (slower:
+ * the pages are looked up remotely).  May sleep.  Pages written are marked
+ * in the memslot's dirty bitmap when dirty logging is enabled.
+ *
+ * On error a prefix of the range may have been written.
+ *
+ * Return: 0 on success, or
+ *  * -EOVERFLOW: @gpa + @len wraps or is beyond the guest physical space;
+ *  * -ENXIO: part of the range is not in a user memslot (a hole, an
+ *    x86-internal slot, or a slot being deleted or moved);
+ *  * -EROFS: part of the range is in a read-only memslot;
+ *  * -EPERM: part of the range is private guest memory;
+ *  * -EOPNOTSUPP: part of the range is in a memslot with dirty logging on
+ *    and the VM uses the dirty ring, which cannot take writes from outside
+ *    a vCPU: the write would be lost to migration, so it is refused;
+ *  * -ESRCH: the VM's owner exited, its address space is gone;
+ *  * -EFAULT: the memslot's userspace mapping could not be accessed;
+ *  * -EAGAIN: the range kept changing (private/shared conversion) under
+ *    the copy; retry.
+ */
+static inline int kvm_xinterface_copy_to(struct kvm_xinterface *intf,
+					 u64 gpa, const void *src, size_t len)
+{
+	return intf->ops->copy_to(intf, gpa, src, len);
+}
+
+/**
+ * kvm_xinterface_copy_from() - read guest physical memory
+ * @intf: the binding.
+ * @dst: kernel buffer to copy to.
+ * @gpa: guest physical address of the first byte to read.
+ * @len: number of bytes; any alignment, may span pages and adjacent memslots.
+ *
+ * Contexts as for kvm_xinterface_copy_to().  May sleep.  Reading a
+ * read-only memslot is allowed.  On error the contents of @dst are
+ * undefined.
+ *
+ * Return: 0 on success, or -EOVERFLOW, -ENXIO, -EPERM, -ESRCH, -EFAULT or
+ * -EAGAIN with the meanings given for kvm_xinterface_copy_to().
+ */
+static inline int kvm_xinterface_copy_from(struct kvm_xinterface *intf,
+					   void *dst, u64 gpa, size_t len)
+{
+	return intf->ops->copy_from(intf, dst, gpa, len);
+}
+
+#endif /* __LINUX_KVM_XINTERFACE_H */

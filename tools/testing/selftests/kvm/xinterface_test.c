@@ -1,0 +1,722 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/*
+ * kvm_xinterface end-to-end test, through lib/test_xinterface.c.
+ *
+ * The guest runs a small command loop (fill a range with a pattern, or
+ * verify a range against one) so every host write is checked by what the
+ * guest itself reads, and every host read is compared with what the guest
+ * wrote.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "kvm_util.h"
+#include "processor.h"
+#include "ucall_common.h"
+
+#include "../../../../lib/test_xinterface_uapi.h"
+
+#define PG		4096ul
+#define GVA_OFF		(1ull << 40)	/* guest virtual = gpa + GVA_OFF */
+
+#define SLOT_A		10		/* SLOT_A and SLOT_B are adjacent */
+#define GPA_A		0x10000000ull
+#define PAGES_A		16
+#define SLOT_B		11
+#define GPA_B		(GPA_A + PAGES_A * PG)
+#define PAGES_B		16
+#define GPA_HOLE	(GPA_B + PAGES_B * PG)
+#define SLOT_RO		12
+#define GPA_RO		0x10100000ull
+#define PAGES_RO	4
+#define SLOT_DIRTY	13
+#define GPA_DIRTY	0x10200000ull
+#define PAGES_DIRTY	16
+#define SLOT_THP	14
+#define GPA_THP		0x10400000ull
+#define PAGES_THP	512
+#define SLOT_RACE	20
+#define GPA_RACE	0x11000000ull
+#define PAGES_RACE	2
+#define SLOT_PRIV	10
+#define GPA_PRIV	0x10000000ull
+#define PAGES_PRIV	4
+
+enum { G_FILL = 1, G_VERIFY = 2 };
+
+struct guest_cmd {
+	uint64_t op, gpa, len, seed;
+};
+
+static struct guest_cmd cmd;
+
+static uint8_t pat(uint64_t addr, uint64_t seed)
+{
+	return (uint8_t)(addr * 131 + seed * 7 + (addr >> 9));
+}
+
+static void guest_code(void)
+{
+	uint64_t res = 0;
+
+	for (;;) {
+		volatile uint8_t *p;
+		uint64_t i;
+
+		GUEST_SYNC(res);
+		p = (volatile uint8_t *)(cmd.gpa + GVA_OFF);
+		res = 0;
+		for (i = 0; i < cmd.len; i++) {
+			if (cmd.op == G_FILL)
+				p[i] = pat(cmd.gpa + i, cmd.seed);
+			else if (p[i] != pat(cmd.gpa + i, cmd.seed))
+				res++;
+		}
+	}
+}
+
+/* ---- TAP ---- */
+
+static int tap_n, tap_failed;
+
+static void tap(int ok, const char *fmt, ...)
+{
+	va_list ap;
+
+	printf("%s %d ", ok ? "ok" : "not ok", ++tap_n);
+	va_start(ap, fmt);
+	vprintf(fmt, ap);
+	va_end(ap);
+	printf("\n");
+	fflush(stdout);
+	if (!ok)
+		tap_failed++;
+}
+
+static void tap_skip(const char *what, const char *why)
+{
+	printf("ok %d %s # SKIP %s\n", ++tap_n, what, why);
+	fflush(stdout);
+}
+
+/* ---- guest and module helpers ---- */
+
+static struct kvm_vcpu *vcpu_main;
+
+/* Run one guest command; returns the guest's result (mismatches). */
+static uint64_t guest_exec(struct kvm_vm *vm, struct kvm_vcpu *vcpu,
+			   uint64_t op, uint64_t gpa, uint64_t len,
+			   uint64_t seed)
+{
+	struct ucall uc;
+
+	cmd = (struct guest_cmd){ op, gpa, len, seed };
+	sync_global_to_guest(vm, cmd);
+	vcpu_run(vcpu);
+	switch (get_ucall(vcpu, &uc)) {
+	case UCALL_SYNC:
+		return uc.args[1];
+	case UCALL_ABORT:
+		REPORT_GUEST_ASSERT(uc);
+	default:
+		TEST_FAIL("unexpected exit %d", vcpu->run->exit_reason);
+	}
+	return ~0ull;
+}
+
+static int xi_open(void)
+{
+	int fd = open("/dev/test_xinterface", O_RDWR);
+
+	if (fd < 0)
+		ksft_exit_skip("/dev/test_xinterface: %s (load test_xinterface.ko)\n",
+			       strerror(errno));
+	return fd;
+}
+
+static int xi_bind(int xf, int vmfd)
+{
+	return ioctl(xf, XI_TEST_BIND, &vmfd) ? -errno : 0;
+}
+
+static int xi_unbind(int xf)
+{
+	return ioctl(xf, XI_TEST_UNBIND) ? -errno : 0;
+}
+
+static int xi_copy(int xf, int ctx, int write, uint64_t gpa, void *buf,
+		   size_t len)
+{
+	struct xi_test_copy c = {
+		.gpa = gpa, .buf = (uintptr_t)buf, .len = len,
+		.write = write, .ctx = ctx,
+	};
+
+	return ioctl(xf, XI_TEST_COPY, &c) ? -errno : 0;
+}
+
+/*
+ * The foreign-mm context: a forked child (its own mm, not the VM's) makes
+ * the call in its own ioctl context; the buffer is shared with the parent.
+ */
+#define CTX_FOREIGN	XI_TEST_CTX_NR
+static const char * const ctx_name[] = {
+	"caller", "kthread", "workqueue", "foreign-process",
+};
+
+static int xi_copy_any(int xf, int ctx, int write, uint64_t gpa, void *buf,
+		       size_t len)
+{
+	int *shared_ret;
+	void *shared;
+	pid_t pid;
+	int ret;
+
+	if (ctx != CTX_FOREIGN)
+		return xi_copy(xf, ctx, write, gpa, buf, len);
+
+	shared = mmap(NULL, len + PG, PROT_READ | PROT_WRITE,
+		      MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	TEST_ASSERT(shared != MAP_FAILED, "mmap");
+	shared_ret = shared + len;
+	memcpy(shared, buf, len);
+	pid = fork();
+	TEST_ASSERT(pid >= 0, "fork");
+	if (!pid) {
+		*shared_ret = xi_copy(xf, XI_TEST_CTX_CALLER, write, gpa,
+				      shared, len);
+		_exit(0);
+	}
+	waitpid(pid, NULL, 0);
+	ret = *shared_ret;
+	memcpy(buf, shared, len);
+	munmap(shared, len + PG);
+	return ret;
+}
+
+static void fill(uint8_t *buf, uint64_t gpa, size_t len, uint64_t seed)
+{
+	size_t i;
+
+	for (i = 0; i < len; i++)
+		buf[i] = pat(gpa + i, seed);
+}
+
+static size_t mismatches(const uint8_t *buf, uint64_t gpa, size_t len,
+			 uint64_t seed)
+{
+	size_t i, bad = 0;
+
+	for (i = 0; i < len; i++)
+		bad += buf[i] != pat(gpa + i, seed);
+	return bad;
+}
+
+/* ---- the cases ---- */
+
+static void test_bind_errors(int xf, int vmfd)
+{
+	int nul = open("/dev/null", O_RDWR);
+	int kvm = open("/dev/kvm", O_RDWR);
+	int closed = dup(nul);
+	uint8_t b;
+
+	close(closed);
+	tap(xi_bind(xf, closed) == -EBADF, "bind: closed fd gives EBADF");
+	tap(xi_bind(xf, -1) == -EBADF, "bind: fd -1 gives EBADF");
+	tap(xi_bind(xf, nul) == -EINVAL, "bind: /dev/null gives EINVAL");
+	tap(xi_bind(xf, kvm) == -EINVAL,
+	    "bind: /dev/kvm (not a VM) gives EINVAL");
+	tap(xi_copy(xf, 0, 0, GPA_A, &b, 1) == -ENOTCONN,
+	    "copy before bind gives ENOTCONN");
+	tap(xi_bind(xf, vmfd) == 0, "bind: VM fd");
+	tap(xi_bind(xf, vmfd) == -EBUSY, "bind: second bind gives EBUSY");
+	close(nul);
+	close(kvm);
+}
+
+/*
+ * Every context: read what the guest wrote, write what the guest checks,
+ * on an unaligned multi-page range crossing from SLOT_A into SLOT_B.
+ */
+static void test_contexts(struct kvm_vm *vm, int xf)
+{
+	size_t len = 3 * PG + 1234;
+	uint8_t *buf = malloc(len);
+	int ctx;
+
+	for (ctx = 0; ctx <= CTX_FOREIGN; ctx++) {
+		uint64_t gpa = GPA_B - 2 * PG + 77 + ctx * 13;
+		uint64_t s1 = 100 + ctx, s2 = 200 + ctx;
+		int ret;
+
+		/* The guest writes s1 over a wider range, the host reads. */
+		guest_exec(vm, vcpu_main, G_FILL, gpa - 64, len + 128, s1);
+		memset(buf, 0, len);
+		ret = xi_copy_any(xf, ctx, 0, gpa, buf, len);
+		tap(ret == 0 && !mismatches(buf, gpa, len, s1),
+		    "copy_from %s: slot-crossing read matches the guest's writes (ret %d)",
+		    ctx_name[ctx], ret);
+
+		/* The host writes s2, the guest checks it and its borders. */
+		fill(buf, gpa, len, s2);
+		ret = xi_copy_any(xf, ctx, 1, gpa, buf, len);
+		tap(ret == 0 && !guest_exec(vm, vcpu_main, G_VERIFY, gpa, len, s2),
+		    "copy_to %s: guest sees the slot-crossing write (ret %d)",
+		    ctx_name[ctx], ret);
+		tap(!guest_exec(vm, vcpu_main, G_VERIFY, gpa - 64, 64, s1) &&
+		    !guest_exec(vm, vcpu_main, G_VERIFY, gpa + len, 64, s1),
+		    "copy_to %s: bytes around the range untouched",
+		    ctx_name[ctx]);
+	}
+	free(buf);
+}
+
+static void test_sizes(struct kvm_vm *vm, int xf)
+{
+	static const size_t sizes[] = { 1, 7, 8, 64, PG - 1, PG, PG + 1, 1 << 20 };
+	uint8_t *buf = malloc(1 << 20);
+	unsigned int i;
+
+	for (i = 0; i < ARRAY_SIZE(sizes); i++) {
+		uint64_t gpa = GPA_THP + (i & 1 ? PG - 3 : 0) + i * 8;
+		size_t len = sizes[i];
+		int ret;
+
+		fill(buf, gpa, len, 300 + i);
+		ret = xi_copy(xf, XI_TEST_CTX_KTHREAD, 1, gpa, buf, len);
+		tap(ret == 0 && !guest_exec(vm, vcpu_main, G_VERIFY, gpa, len, 300 + i),
+		    "THP-backed slot: %zu-byte write at +%#lx seen by guest (ret %d)",
+		    len, (unsigned long)(gpa - GPA_THP), ret);
+		guest_exec(vm, vcpu_main, G_FILL, gpa, len, 400 + i);
+		ret = xi_copy(xf, XI_TEST_CTX_KTHREAD, 0, gpa, buf, len);
+		tap(ret == 0 && !mismatches(buf, gpa, len, 400 + i),
+		    "THP-backed slot: %zu-byte read matches guest (ret %d)",
+		    len, ret);
+	}
+	free(buf);
+}
+
+static void test_bad_ranges(struct kvm_vm *vm, int xf)
+{
+	uint8_t buf[64] = {};
+
+	tap(xi_copy(xf, 0, 0, GPA_HOLE, buf, 8) == -ENXIO,
+	    "hole: read gives ENXIO");
+	tap(xi_copy(xf, 1, 1, GPA_HOLE + 100, buf, 8) == -ENXIO,
+	    "hole: write gives ENXIO");
+	tap(xi_copy(xf, 0, 0, GPA_HOLE - 16, buf, 32) == -ENXIO,
+	    "range running from a slot into a hole gives ENXIO");
+	tap(xi_copy(xf, 0, 0, ~0ull - 8, buf, 64) == -EOVERFLOW,
+	    "gpa + len wrapping gives EOVERFLOW");
+	tap(xi_copy(xf, 2, 1, ~0ull - 8, buf, 64) == -EOVERFLOW,
+	    "write with gpa + len wrapping gives EOVERFLOW");
+	tap(xi_copy(xf, 0, 0, 1ull << 62, buf, 8) == -EOVERFLOW,
+	    "gpa beyond the guest physical space gives EOVERFLOW");
+	tap(xi_copy(xf, 0, 0, GPA_A, buf, 0) == 0, "zero-length copy is a no-op");
+}
+
+static void test_readonly(struct kvm_vm *vm, int xf)
+{
+	uint8_t *hva = addr_gpa2hva(vm, GPA_RO);
+	size_t len = PAGES_RO * PG;
+	uint8_t *buf = malloc(len);
+
+	fill(hva, GPA_RO, len, 500);
+	tap(!guest_exec(vm, vcpu_main, G_VERIFY, GPA_RO, len, 500),
+	    "read-only slot: guest sees the VMM's contents");
+	tap(xi_copy(xf, 1, 0, GPA_RO, buf, len) == 0 &&
+	    !mismatches(buf, GPA_RO, len, 500),
+	    "read-only slot: copy_from allowed and correct");
+	fill(buf, GPA_RO, len, 501);
+	tap(xi_copy(xf, 1, 1, GPA_RO + 10, buf, 100) == -EROFS,
+	    "read-only slot: copy_to gives EROFS");
+	tap(!guest_exec(vm, vcpu_main, G_VERIFY, GPA_RO, len, 500),
+	    "read-only slot: guest contents unchanged after refused writes");
+	free(buf);
+}
+
+static void test_dirty_log(struct kvm_vm *vm, int xf)
+{
+	unsigned long bmap[PAGES_DIRTY / 64 + 1] = {};
+	unsigned long want = (1ul << 3) | (1ul << 4) | (1ul << 9) | (1ul << 12);
+	uint8_t buf[16];
+	int r1, r2, r3;
+
+	kvm_vm_get_dirty_log(vm, SLOT_DIRTY, bmap);	/* clear */
+	memset(bmap, 0, sizeof(bmap));
+	fill(buf, GPA_DIRTY + 3 * PG + PG - 5, 10, 600);
+	r1 = xi_copy(xf, XI_TEST_CTX_KTHREAD, 1, GPA_DIRTY + 3 * PG + PG - 5,
+		     buf, 10);
+	fill(buf, GPA_DIRTY + 9 * PG, 1, 600);
+	r2 = xi_copy(xf, XI_TEST_CTX_CALLER, 1, GPA_DIRTY + 9 * PG, buf, 1);
+	fill(buf, GPA_DIRTY + 12 * PG + 100, 16, 600);
+	r3 = xi_copy(xf, XI_TEST_CTX_WORKQUEUE, 1, GPA_DIRTY + 12 * PG + 100,
+		     buf, 16);
+	/* Reads must not dirty anything. */
+	xi_copy(xf, XI_TEST_CTX_KTHREAD, 0, GPA_DIRTY + 14 * PG, buf, 16);
+	kvm_vm_get_dirty_log(vm, SLOT_DIRTY, bmap);
+	tap(!r1 && !r2 && !r3 && bmap[0] == want,
+	    "dirty log: host writes set exactly their pages (%#lx, want %#lx)",
+	    bmap[0], want);
+	tap(!guest_exec(vm, vcpu_main, G_VERIFY, GPA_DIRTY + 4 * PG - 5, 10, 600) &&
+	    !guest_exec(vm, vcpu_main, G_VERIFY, GPA_DIRTY + 9 * PG, 1, 600) &&
+	    !guest_exec(vm, vcpu_main, G_VERIFY, GPA_DIRTY + 12 * PG + 100, 16, 600),
+	    "dirty log: guest sees the logged writes");
+}
+
+static void test_dirty_ring(void)
+{
+	struct kvm_vm *vm;
+	uint8_t buf[32], *h1, *h2;
+	int xf, r;
+
+	if (!kvm_has_cap(KVM_CAP_DIRTY_LOG_RING) &&
+	    !kvm_has_cap(KVM_CAP_DIRTY_LOG_RING_ACQ_REL)) {
+		tap_skip("dirty ring", "KVM_CAP_DIRTY_LOG_RING not supported");
+		return;
+	}
+	vm = vm_create_barebones();
+	vm_enable_dirty_ring(vm, 0x10000);
+	vm_userspace_mem_region_add(vm, VM_MEM_SRC_ANONYMOUS, 0x100000, 1, 4,
+				    KVM_MEM_LOG_DIRTY_PAGES);
+	vm_userspace_mem_region_add(vm, VM_MEM_SRC_ANONYMOUS, 0x200000, 2, 4, 0);
+	h1 = addr_gpa2hva(vm, 0x100000);
+	h2 = addr_gpa2hva(vm, 0x200000);
+	xf = xi_open();
+	TEST_ASSERT(!xi_bind(xf, vm->fd), "bind dirty-ring VM");
+	memset(buf, 0xa5, sizeof(buf));
+	r = xi_copy(xf, XI_TEST_CTX_KTHREAD, 1, 0x100010, buf, sizeof(buf));
+	tap(r == -EOPNOTSUPP && h1[0x10] == 0,
+	    "dirty ring: write to a logging slot refused with EOPNOTSUPP, memory untouched (ret %d)",
+	    r);
+	tap(xi_copy(xf, XI_TEST_CTX_KTHREAD, 0, 0x100010, buf, sizeof(buf)) == 0,
+	    "dirty ring: read of a logging slot allowed");
+	memset(buf, 0xa5, sizeof(buf));
+	r = xi_copy(xf, XI_TEST_CTX_KTHREAD, 1, 0x200010, buf, sizeof(buf));
+	tap(r == 0 && h2[0x10] == 0xa5 && h2[0x10 + sizeof(buf) - 1] == 0xa5,
+	    "dirty ring: write to a slot without logging works (ret %d)", r);
+	xi_unbind(xf);
+	close(xf);
+	kvm_vm_free(vm);
+}
+
+static void test_private(void)
+{
+	struct kvm_vcpu *vcpu;
+	struct kvm_vm *vm;
+	uint8_t buf[2 * PG];
+	int xf, r;
+
+	if (!(kvm_check_cap(KVM_CAP_VM_TYPES) & BIT(KVM_X86_SW_PROTECTED_VM))) {
+		tap_skip("private memory", "KVM_X86_SW_PROTECTED_VM not supported");
+		return;
+	}
+	const struct vm_shape shape = {
+		.mode = VM_MODE_DEFAULT,
+		.type = KVM_X86_SW_PROTECTED_VM,
+	};
+
+	vm = vm_create_shape_with_one_vcpu(shape, &vcpu, guest_code);
+	vm_mem_add(vm, VM_MEM_SRC_ANONYMOUS, GPA_PRIV, SLOT_PRIV, PAGES_PRIV,
+		   KVM_MEM_GUEST_MEMFD, -1, 0);
+	virt_map(vm, GPA_PRIV + GVA_OFF, GPA_PRIV, PAGES_PRIV);
+	vm_mem_set_private(vm, GPA_PRIV, PG);		/* page 0 private */
+	guest_exec(vm, vcpu, 0, 0, 0, 0);		/* to the first sync */
+
+	xf = xi_open();
+	TEST_ASSERT(!xi_bind(xf, vm->fd), "bind protected VM");
+	guest_exec(vm, vcpu, G_FILL, GPA_PRIV, PG, 700);
+	tap(!guest_exec(vm, vcpu, G_VERIFY, GPA_PRIV, PG, 700),
+	    "private: guest uses its private page");
+	tap(xi_copy(xf, XI_TEST_CTX_KTHREAD, 0, GPA_PRIV, buf, 16) == -EPERM,
+	    "private: copy_from a private gfn gives EPERM");
+	tap(xi_copy(xf, XI_TEST_CTX_CALLER, 1, GPA_PRIV + 8, buf, 16) == -EPERM,
+	    "private: copy_to a private gfn gives EPERM");
+	tap(xi_copy(xf, XI_TEST_CTX_CALLER, 1, GPA_PRIV + PG - 8, buf, 16) == -EPERM,
+	    "private: range from private into shared gives EPERM");
+	tap(!guest_exec(vm, vcpu, G_VERIFY, GPA_PRIV, PG, 700),
+	    "private: guest's private data unchanged by refused writes");
+
+	fill(buf, GPA_PRIV + PG + 33, PG, 701);
+	r = xi_copy(xf, XI_TEST_CTX_WORKQUEUE, 1, GPA_PRIV + PG + 33, buf, PG);
+	tap(r == 0 && !guest_exec(vm, vcpu, G_VERIFY, GPA_PRIV + PG + 33, PG, 701),
+	    "private: shared gfns of the same slot: guest sees the write (ret %d)",
+	    r);
+	guest_exec(vm, vcpu, G_FILL, GPA_PRIV + 2 * PG, PG, 702);
+	r = xi_copy(xf, XI_TEST_CTX_KTHREAD, 0, GPA_PRIV + 2 * PG, buf, PG);
+	tap(r == 0 && !mismatches(buf, GPA_PRIV + 2 * PG, PG, 702),
+	    "private: shared gfns of the same slot: read matches guest (ret %d)",
+	    r);
+
+	/* Converted to shared, page 0 is reachable again. */
+	vm_mem_set_shared(vm, GPA_PRIV, PG);
+	fill(buf, GPA_PRIV, PG, 703);
+	r = xi_copy(xf, XI_TEST_CTX_KTHREAD, 1, GPA_PRIV, buf, PG);
+	tap(r == 0 && !guest_exec(vm, vcpu, G_VERIFY, GPA_PRIV, PG, 703),
+	    "private: after conversion to shared, guest sees the write (ret %d)",
+	    r);
+	xi_unbind(xf);
+	close(xf);
+	kvm_vm_free(vm);
+}
+
+/* ---- memslot churn racing copies ---- */
+
+struct race {
+	struct kvm_vm *vm;
+	uint8_t *back[2];
+	volatile int stop;
+	unsigned long changes;
+};
+
+static void race_set(struct race *r, int which, uint64_t size)
+{
+	struct kvm_userspace_memory_region m = {
+		.slot = SLOT_RACE,
+		.guest_phys_addr = GPA_RACE,
+		.memory_size = size,
+		.userspace_addr = (uintptr_t)r->back[which],
+	};
+
+	vm_ioctl(r->vm, KVM_SET_USER_MEMORY_REGION, &m);
+}
+
+/*
+ * A read during the churn must come whole from one backing: every byte
+ * from backing 0 or every byte from backing 1.  The concurrent writes put
+ * bytes of either pattern into [WIN, WIN + WIN_LEN) of whichever backing
+ * is mapped, so inside that window either pattern is accepted.
+ */
+#define WIN		(PG - 32)	/* crosses into the second page */
+#define WIN_LEN		64
+
+static bool race_read_ok(const uint8_t *buf, size_t len)
+{
+	int which;
+	size_t i;
+
+	for (which = 0; which < 2; which++) {
+		for (i = 0; i < len; i++) {
+			if (i >= WIN && i < WIN + WIN_LEN) {
+				if (buf[i] != pat(GPA_RACE + i, 800) &&
+				    buf[i] != pat(GPA_RACE + i, 801))
+					break;
+			} else if (buf[i] != pat(GPA_RACE + i, 800 + which)) {
+				break;
+			}
+		}
+		if (i == len)
+			return true;
+	}
+	return false;
+}
+
+static void *race_churn(void *arg)
+{
+	struct race *r = arg;
+
+	while (!r->stop) {
+		race_set(r, 0, 0);
+		race_set(r, r->changes & 1, PAGES_RACE * PG);
+		r->changes++;
+	}
+	return NULL;
+}
+
+static void test_memslot_race(struct kvm_vm *vm, int xf)
+{
+	size_t len = PAGES_RACE * PG;
+	unsigned long ok = 0, hole = 0, bad = 0, wok = 0, wbad = 0;
+	struct race r = { .vm = vm };
+	uint8_t *buf = malloc(len), wbuf[WIN_LEN];
+	struct timespec t0, t;
+	pthread_t th;
+	int i;
+
+	for (i = 0; i < 2; i++) {
+		r.back[i] = mmap(NULL, len, PROT_READ | PROT_WRITE,
+				 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		TEST_ASSERT(r.back[i] != MAP_FAILED, "mmap");
+		fill(r.back[i], GPA_RACE, len, 800 + i);
+	}
+	race_set(&r, 0, len);
+	pthread_create(&th, NULL, race_churn, &r);
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	do {
+		int ctx = (ok + hole) % 3;
+		int ret = xi_copy(xf, ctx, 0, GPA_RACE, buf, len);
+
+		if (ret == -ENXIO)
+			hole++;
+		else if (ret == 0 && race_read_ok(buf, len))
+			ok++;
+		else
+			bad++;
+		/* Writes of either pattern: success or hole only. */
+		fill(wbuf, GPA_RACE + WIN, WIN_LEN, 800 + (ok & 1));
+		ret = xi_copy(xf, XI_TEST_CTX_CALLER, 1, GPA_RACE + WIN, wbuf,
+			      WIN_LEN);
+		if (ret == 0 || ret == -ENXIO)
+			wok++;
+		else
+			wbad++;
+		clock_gettime(CLOCK_MONOTONIC, &t);
+	} while (t.tv_sec - t0.tv_sec < 4);
+	r.stop = 1;
+	pthread_join(th, NULL);
+	race_set(&r, 0, 0);
+	tap(!bad && !wbad && ok > 0 && r.changes > 10,
+	    "memslot delete/re-add race: %lu reads whole from one backing, %lu holes, %lu torn or wrong, %lu/%lu writes ok, %lu slot changes",
+	    ok, hole, bad, wok, wok + wbad, r.changes);
+	munmap(r.back[0], len);
+	munmap(r.back[1], len);
+	free(buf);
+}
+
+/* ---- lifetime ---- */
+
+static void test_vmm_exit(void)
+{
+	uint8_t buf[64];
+	int xf = xi_open(), st, ctx;
+	pid_t pid;
+
+	pid = fork();
+	TEST_ASSERT(pid >= 0, "fork");
+	if (!pid) {
+		struct kvm_vm *vm = vm_create_barebones();
+		uint8_t *h;
+
+		vm_userspace_mem_region_add(vm, VM_MEM_SRC_ANONYMOUS, 0x100000,
+					    1, 4, 0);
+		h = addr_gpa2hva(vm, 0x100000);
+		memset(h, 0x5a, 4 * PG);
+		if (xi_bind(xf, vm->fd) ||
+		    xi_copy(xf, XI_TEST_CTX_CALLER, 0, 0x100000, buf, 64) ||
+		    buf[0] != 0x5a || buf[63] != 0x5a)
+			_exit(1);
+		_exit(0);	/* the VMM exits with the binding alive */
+	}
+	waitpid(pid, &st, 0);
+	tap(WIFEXITED(st) && !WEXITSTATUS(st),
+	    "VMM exit: child VMM bound and copied before exiting");
+	for (ctx = 0; ctx < XI_TEST_CTX_NR; ctx++)
+		tap(xi_copy(xf, ctx, ctx & 1, 0x100000, buf, 64) == -ESRCH,
+		    "VMM exit: copy from %s gives ESRCH", ctx_name[ctx]);
+	tap(xi_unbind(xf) == 0, "VMM exit: last put destroys the orphaned VM");
+	close(xf);
+}
+
+static long module_refcnt(const char *mod)
+{
+	char path[128];
+	long v = -1;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/sys/module/%s/refcnt", mod);
+	f = fopen(path, "r");
+	if (!f)
+		return -1;
+	if (fscanf(f, "%ld", &v) != 1)
+		v = -1;
+	fclose(f);
+	return v;
+}
+
+/* Runs with no other VM or /dev/kvm fd open in this process. */
+static void test_module_pinning(void)
+{
+	const char *vendor = module_refcnt("kvm_amd") >= 0 ? "kvm_amd" : "kvm_intel";
+	long r0 = module_refcnt(vendor), r1, r2;
+	int kvm, vmfd, xf, ret, err;
+
+	if (r0 < 0) {
+		tap_skip("module pinning", "kvm_amd/kvm_intel are not modules");
+		return;
+	}
+	kvm = open("/dev/kvm", O_RDWR);
+	vmfd = ioctl(kvm, KVM_CREATE_VM, 0);
+	close(kvm);
+	TEST_ASSERT(vmfd >= 0, "KVM_CREATE_VM");
+	xf = xi_open();
+	TEST_ASSERT(!xi_bind(xf, vmfd), "bind");
+	close(vmfd);		/* only the binding holds the VM now */
+	r1 = module_refcnt(vendor);
+	tap(r1 == r0 + 1, "module pinning: binding holds %s (refcnt %ld -> %ld)",
+	    vendor, r0, r1);
+	if (r0 == 0) {
+		ret = syscall(__NR_delete_module, vendor, O_NONBLOCK);
+		err = errno;
+		tap(ret == -1 && err == EWOULDBLOCK,
+		    "module pinning: %s cannot unload under a binding (errno %d)",
+		    vendor, err);
+	} else {
+		tap_skip("module pinning: unload refused", "other users hold the vendor module");
+	}
+	ret = syscall(__NR_delete_module, "kvm", O_NONBLOCK);
+	err = errno;
+	tap(ret == -1 && err == EWOULDBLOCK,
+	    "module pinning: kvm cannot unload while a consumer uses it (errno %d)",
+	    err);
+	tap(xi_unbind(xf) == 0, "module pinning: unbind");
+	r2 = module_refcnt(vendor);
+	tap(r2 == r0, "module pinning: last put releases %s (refcnt %ld)",
+	    vendor, r2);
+	close(xf);
+}
+
+int main(int argc, char *argv[])
+{
+	struct kvm_vm *vm;
+	int xf;
+
+	printf("TAP version 13\n");
+	xf = xi_open();
+
+	vm = vm_create_with_one_vcpu(&vcpu_main, guest_code);
+	vm_userspace_mem_region_add(vm, VM_MEM_SRC_ANONYMOUS, GPA_A, SLOT_A, PAGES_A, 0);
+	vm_userspace_mem_region_add(vm, VM_MEM_SRC_ANONYMOUS, GPA_B, SLOT_B, PAGES_B, 0);
+	vm_userspace_mem_region_add(vm, VM_MEM_SRC_ANONYMOUS, GPA_RO, SLOT_RO, PAGES_RO,
+				    KVM_MEM_READONLY);
+	vm_userspace_mem_region_add(vm, VM_MEM_SRC_ANONYMOUS, GPA_DIRTY, SLOT_DIRTY,
+				    PAGES_DIRTY, KVM_MEM_LOG_DIRTY_PAGES);
+	vm_userspace_mem_region_add(vm, VM_MEM_SRC_ANONYMOUS_THP, GPA_THP, SLOT_THP,
+				    PAGES_THP, 0);
+	virt_map(vm, GPA_A + GVA_OFF, GPA_A, PAGES_A + PAGES_B);
+	virt_map(vm, GPA_RO + GVA_OFF, GPA_RO, PAGES_RO);
+	virt_map(vm, GPA_DIRTY + GVA_OFF, GPA_DIRTY, PAGES_DIRTY);
+	virt_map(vm, GPA_THP + GVA_OFF, GPA_THP, PAGES_THP);
+	guest_exec(vm, vcpu_main, 0, 0, 0, 0);	/* to the first sync */
+
+	test_bind_errors(xf, vm->fd);
+	test_contexts(vm, xf);
+	test_sizes(vm, xf);
+	test_bad_ranges(vm, xf);
+	test_readonly(vm, xf);
+	test_dirty_log(vm, xf);
+	test_memslot_race(vm, xf);
+	test_dirty_ring();
+	test_private();
+	test_vmm_exit();
+
+	tap(xi_unbind(xf) == 0, "unbind main VM");
+	close(xf);
+	kvm_vm_free(vm);
+	test_module_pinning();
+
+	printf("1..%d\n", tap_n);
+	return tap_failed ? 1 : 0;
+}
