@@ -193,6 +193,12 @@ static int xi_copy_private_capable(struct kvm *kvm, struct mm_struct *mm,
 	for (tries = 0; tries < XI_CONVERSION_RETRIES; tries++) {
 		unsigned long seq = READ_ONCE(kvm->mmu_invalidate_seq);
 
+		/*
+		 * Read the sequence before the in-progress count and the
+		 * attributes; pairs with the write barriers of
+		 * kvm_mmu_invalidate_begin()/end() as in
+		 * mmu_invalidate_retry_gfn_unsafe().
+		 */
 		smp_rmb();
 		if (READ_ONCE(kvm->mmu_invalidate_in_progress)) {
 			cond_resched();

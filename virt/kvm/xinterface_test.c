@@ -118,4 +118,5 @@ static struct kunit_suite xi_test_suite = {
 	.name = "kvm_xinterface",
 	.test_cases = xi_test_cases,
 };
+
 kunit_test_suite(xi_test_suite);

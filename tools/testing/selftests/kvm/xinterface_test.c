@@ -29,7 +29,7 @@
 #include "../../../../lib/test_xinterface_uapi.h"
 
 #define PG		4096ul
-#define GVA_OFF		(1ull << 40)	/* guest virtual = gpa + GVA_OFF */
+#define GVA_OFF		BIT_ULL(40)	/* guest virtual = gpa + GVA_OFF */
 
 #define SLOT_A		10		/* SLOT_A and SLOT_B are adjacent */
 #define GPA_A		0x10000000ull
@@ -72,16 +72,16 @@ static void guest_code(void)
 	uint64_t res = 0;
 
 	for (;;) {
-		volatile uint8_t *p;
+		uint8_t *p;
 		uint64_t i;
 
 		GUEST_SYNC(res);
-		p = (volatile uint8_t *)(cmd.gpa + GVA_OFF);
+		p = (uint8_t *)(READ_ONCE(cmd.gpa) + GVA_OFF);
 		res = 0;
 		for (i = 0; i < cmd.len; i++) {
-			if (cmd.op == G_FILL)
-				p[i] = pat(cmd.gpa + i, cmd.seed);
-			else if (p[i] != pat(cmd.gpa + i, cmd.seed))
+			if (READ_ONCE(cmd.op) == G_FILL)
+				WRITE_ONCE(p[i], pat(cmd.gpa + i, cmd.seed));
+			else if (READ_ONCE(p[i]) != pat(cmd.gpa + i, cmd.seed))
 				res++;
 		}
 	}
@@ -478,7 +478,7 @@ static void test_private(void)
 struct race {
 	struct kvm_vm *vm;
 	uint8_t *back[2];
-	volatile int stop;
+	int stop;
 	unsigned long changes;
 };
 
@@ -528,7 +528,7 @@ static void *race_churn(void *arg)
 {
 	struct race *r = arg;
 
-	while (!r->stop) {
+	while (!READ_ONCE(r->stop)) {
 		race_set(r, 0, 0);
 		race_set(r, r->changes & 1, PAGES_RACE * PG);
 		r->changes++;
@@ -575,7 +575,7 @@ static void test_memslot_race(struct kvm_vm *vm, int xf)
 			wbad++;
 		clock_gettime(CLOCK_MONOTONIC, &t);
 	} while (t.tv_sec - t0.tv_sec < 4);
-	r.stop = 1;
+	WRITE_ONCE(r.stop, 1);
 	pthread_join(th, NULL);
 	race_set(&r, 0, 0);
 	tap(!bad && !wbad && ok > 0 && r.changes > 10,
@@ -712,7 +712,7 @@ int main(int argc, char *argv[])
 	test_private();
 	test_vmm_exit();
 
-	tap(xi_unbind(xf) == 0, "unbind main VM");
+	tap(xi_unbind(xf) == 0, "unbind the first VM");
 	close(xf);
 	kvm_vm_free(vm);
 	test_module_pinning();
