@@ -9,6 +9,7 @@
 #
 # KSRC=<path> builds your own 6.12.y tree instead of Debian's
 # linux-source-6.12.  JOBS=<n> sets the build parallelism.
+# CHECK_TIMEOUT/RUN_TIMEOUT=<s> bound one guest run.
 
 REPO    := $(CURDIR)
 BUILD   := $(REPO)/build
@@ -20,6 +21,10 @@ JOBS    ?= $(shell echo $$(( $$(nproc) + 1 )))
 export CCACHE_BASEDIR := $(BUILD)
 KMAKE   := $(MAKE) -s -C $(TREE) O=$(OBJ) CC="ccache gcc" HOSTCC="ccache gcc"
 H       := $(REPO)/harness
+# Hard limits for one guest run, in seconds (a hung guest is killed and
+# fails the run).
+CHECK_TIMEOUT ?= 2400
+RUN_TIMEOUT   ?= 900
 TIME     = $(H)/timed.sh
 
 # Packages the harness needs (Debian 12).
@@ -69,11 +74,11 @@ initramfs: kernel selftests
 	@$(H)/mkinitramfs.sh $(REPO) $(BUILD)
 
 run: deps all
-	@$(TIME) "boot and run" $(H)/run-qemu.sh $(BUILD) run 900; \
+	@$(TIME) "boot and run" $(H)/run-qemu.sh $(BUILD) run $(RUN_TIMEOUT); \
 	$(H)/parse-results.sh $(BUILD)/results.log $(BUILD)/console.log $$?
 
 check: deps all
-	@$(TIME) "boot and test" $(H)/run-qemu.sh $(BUILD) check 2400; \
+	@$(TIME) "boot and test" $(H)/run-qemu.sh $(BUILD) check $(CHECK_TIMEOUT); \
 	$(H)/parse-results.sh $(BUILD)/results.log $(BUILD)/console.log $$?
 
 clean:

@@ -114,6 +114,8 @@ static inline void kvm_xinterface_put(struct kvm_xinterface *intf)
  *    a vCPU: the write would be lost to migration, so it is refused;
  *  * -ESRCH: the VM's owner exited, its address space is gone;
  *  * -EFAULT: the memslot's userspace mapping could not be accessed;
+ *  * -EINTR: a fatal signal arrived while waiting for the VM's mm
+ *    (other-task path only);
  *  * -EAGAIN: the range kept changing (private/shared conversion) under
  *    the copy; retry.
  */
@@ -134,8 +136,8 @@ static inline int kvm_xinterface_copy_to(struct kvm_xinterface *intf,
  * read-only memslot is allowed.  On error the contents of @dst are
  * undefined.
  *
- * Return: 0 on success, or -EOVERFLOW, -ENXIO, -EPERM, -ESRCH, -EFAULT or
- * -EAGAIN with the meanings given for kvm_xinterface_copy_to().
+ * Return: 0 on success, or -EOVERFLOW, -ENXIO, -EPERM, -ESRCH, -EFAULT,
+ * -EINTR or -EAGAIN with the meanings given for kvm_xinterface_copy_to().
  */
 static inline int kvm_xinterface_copy_from(struct kvm_xinterface *intf,
 					   void *dst, u64 gpa, size_t len)
