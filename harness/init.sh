@@ -47,12 +47,53 @@ run)	list=/tests/run.list ;;
 bench)	list=/tests/bench.list ;;
 *)	list=/dev/null ;;
 esac
-# Each line: NAME TIMEOUT COMMAND [ARGS...]
+# run_bg NAME TIMEOUT CMD...: like run, in the background; its output is
+# kept in /tmp/par.N and emitted as a block by par_end.
+npar=0
+run_bg() {
+	name=$1; secs=$2; shift 2
+	npar=$((npar + 1))
+	echo "xi-init: starting $name"
+	echo "$name" > /tmp/par.$npar.name
+	(
+		t0=$(cut -d' ' -f1 /proc/uptime)
+		timeout -s KILL "$secs" "$@" > /tmp/par.$npar.out 2>&1
+		rc=$?
+		echo "$rc $t0 $(cut -d' ' -f1 /proc/uptime)" > /tmp/par.$npar.rc
+	) &
+}
+par_end() {
+	wait
+	i=1
+	while [ $i -le $npar ]; do
+		name=$(cat /tmp/par.$i.name)
+		echo "XI-BEGIN $name" > $R
+		cat /tmp/par.$i.out > $R
+		echo "XI-END $name $(cat /tmp/par.$i.rc 2>/dev/null || echo 255)" > $R
+		rm -f /tmp/par.$i.*
+		i=$((i + 1))
+	done
+	npar=0
+}
+
+# Each line: NAME TIMEOUT COMMAND [ARGS...].  Lines between PARALLEL and
+# END run concurrently (the guest has 2 vCPUs); their output is reported
+# in list order once all of them finished.
+par=0
 while read -r name secs cmd rest; do
-	case "$name" in ''|'#'*) continue ;; esac
+	case "$name" in
+	''|'#'*) continue ;;
+	PARALLEL) par=1; continue ;;
+	END) par_end; par=0; continue ;;
+	esac
 	# shellcheck disable=SC2086
-	run "$name" "$secs" /tests/$cmd $rest $args
+	if [ $par = 1 ]; then
+		run_bg "$name" "$secs" /tests/$cmd $rest $args
+	else
+		run "$name" "$secs" /tests/$cmd $rest $args
+	fi
 done < $list
+[ $par = 1 ] && par_end
 
 # Unloading is checked too: every module must go, in reverse order.
 if [ "$mode" = check ]; then
