@@ -74,6 +74,9 @@ initramfs: kernel selftests
 	@$(H)/mkinitramfs.sh $(REPO) $(BUILD)
 
 run: deps all
+	@echo "  RUN     boot the test kernel, load kvm and kvm_amd, create a VM and run"
+	@echo "          guest code on a vCPU (sync_regs_test); the sample back-end"
+	@echo "          (issue 5) will take this place"
 	@$(TIME) "boot and run" $(H)/run-qemu.sh $(BUILD) run $(RUN_TIMEOUT); \
 	$(H)/parse-results.sh $(BUILD)/results.log $(BUILD)/console.log $$?
 
