@@ -19,16 +19,22 @@ mode=$(sed -n 's/.*xi\.mode=\([a-z]*\).*/\1/p' /proc/cmdline)
 args=$(sed -n 's/.*xi\.args=\([^ ]*\).*/\1/p' /proc/cmdline | tr ',' ' ')
 echo "xi-init: mode=$mode"
 
-# run NAME TIMEOUT CMD...: one test, its output and exit code to the results.
+# timed STATUSFILE TIMEOUT CMD...: run CMD under a timeout; write
+# "rc start end" (seconds since boot) to STATUSFILE.
+timed() {
+	st=$1; secs=$2; shift 2
+	t0=$(cut -d' ' -f1 /proc/uptime)
+	timeout -s KILL "$secs" "$@"
+	echo "$? $t0 $(cut -d' ' -f1 /proc/uptime)" > "$st"
+}
+
+# run NAME TIMEOUT CMD...: one test, its output streamed to the results.
 run() {
 	name=$1; secs=$2; shift 2
 	echo "xi-init: running $name"
 	echo "XI-BEGIN $name" > $R
-	t0=$(cut -d' ' -f1 /proc/uptime)
-	timeout -s KILL "$secs" "$@" > $R 2>&1
-	rc=$?
-	t1=$(cut -d' ' -f1 /proc/uptime)
-	echo "XI-END $name $rc $t0 $t1" > $R
+	timed /tmp/run.st "$secs" "$@" > $R 2>&1
+	echo "XI-END $name $(cat /tmp/run.st)" > $R
 }
 
 # Loading the modules is a test of its own: the KUnit suites in them run
@@ -55,12 +61,7 @@ run_bg() {
 	npar=$((npar + 1))
 	echo "xi-init: starting $name"
 	echo "$name" > /tmp/par.$npar.name
-	(
-		t0=$(cut -d' ' -f1 /proc/uptime)
-		timeout -s KILL "$secs" "$@" > /tmp/par.$npar.out 2>&1
-		rc=$?
-		echo "$rc $t0 $(cut -d' ' -f1 /proc/uptime)" > /tmp/par.$npar.rc
-	) &
+	timed /tmp/par.$npar.rc "$secs" "$@" > /tmp/par.$npar.out 2>&1 &
 }
 par_end() {
 	wait

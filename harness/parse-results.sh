@@ -11,13 +11,19 @@
 #    non-skip exit code fails the block even when its TAP lines passed.
 #  - CONSOLE_LOG: KUnit's KTAP ("# Subtest: suite", indented "ok N case").
 # The run fails when any test fails, when the guest never printed XI-DONE
-# (hang, crash, timeout), or when the kernel log holds a splat.
+# (hang, crash, timeout), when QEMU did not exit cleanly, or when the
+# kernel log holds a splat; each of these is one failed test in the count.
 set -u
 RES=$1
 CON=$2
 QRC=${3:-0}
 
-awk '
+# Splats: any of these in the kernel log fails the run.
+SPLAT='WARNING:|BUG:|Oops|Kernel panic|cut here|general protection fault|detected stall|self-detected stall|sleeping function called from invalid context|UBSAN:|possible circular locking|inconsistent lock state|refcount_t:|Call Trace:'
+SPLAT_LINES=$(grep -nE "$SPLAT" "$CON" | head -20)
+export SPLAT_LINES
+
+awk -v qrc="$QRC" '
 function report(st, name) {
 	printf "%-4s %s\n", st, name
 	if (st == "PASS") pass++; else if (st == "SKIP") skip++; else fail++
@@ -70,49 +76,24 @@ file == 2 {
 }
 END {
 	if (cur != "") report("FAIL", cur ": did not finish (guest hung or crashed)")
-	if (!done) { report("FAIL", "guest: did not reach the end of its tests"); nodone = 1 }
+	if (!done) report("FAIL", "guest: did not reach the end of its tests")
+	if (ENVIRON["SPLAT_LINES"] != "") {
+		report("FAIL", "kernel log: splat found:")
+		n = split(ENVIRON["SPLAT_LINES"], sl, "\n")
+		for (i = 1; i <= n; i++) print "     " sl[i]
+	}
+	if (qrc != 0) report("FAIL", "qemu: exit code " qrc " (137: killed by the hard timeout)")
 	if (times != "") printf "time per test:\n%s", times > "/dev/stderr"
+	if (fail) {
+		print "---- last lines of the console (" ARGV[2] ") ----"
+		while ((getline l2 < ARGV[2]) > 0) tail[++nl] = l2
+		for (i = (nl > 25 ? nl - 24 : 1); i <= nl; i++) print tail[i]
+		print "---- full console log: " ARGV[2]
+		print "---- results log: " ARGV[1]
+	}
 	printf "%d passed, %d failed", pass, fail
 	if (skip) printf ", %d skipped", skip
 	printf "\n"
-	exit (fail > 0 || nodone) ? 1 : 0
+	exit fail ? 1 : 0
 }
-' "$RES" "$CON" > "$RES.summary"
-arc=$?
-
-# Splats: any of these in the kernel log fails the run.
-SPLAT='WARNING:|BUG:|Oops|Kernel panic|cut here|general protection fault|detected stall|self-detected stall|sleeping function called from invalid context|UBSAN:|possible circular locking|inconsistent lock state|refcount_t:|Call Trace:'
-splat=$(grep -nE "$SPLAT" "$CON" | head -20)
-
-# Print the summary: every line but the last, then the splat verdict, then
-# the final count line last of all.
-head -n -1 "$RES.summary"
-rc=$arc
-if [ -n "$splat" ]; then
-	echo "FAIL kernel log: splat found:"
-	echo "$splat" | sed 's/^/     /'
-	rc=1
-fi
-if [ "$QRC" != 0 ]; then
-	echo "FAIL qemu: exit code $QRC (137 or 124: killed by the hard timeout)"
-	rc=1
-fi
-if [ $rc != 0 ]; then
-	echo "---- last lines of the console ($CON) ----"
-	tail -n 25 "$CON"
-	echo "---- full console log: $CON"
-	echo "---- results log: $RES"
-fi
-last=$(tail -n 1 "$RES.summary")
-# The splat/qemu failures are counted as failed tests in the final line.
-p=$(echo "$last" | sed -n 's/^\([0-9]*\) passed.*/\1/p')
-f=$(echo "$last" | sed -n 's/.* \([0-9]*\) failed.*/\1/p')
-s=$(echo "$last" | sed -n 's/.* \([0-9]*\) skipped.*/\1/p')
-[ -n "$splat" ] && f=$((f + 1))
-[ "$QRC" != 0 ] && f=$((f + 1))
-if [ -n "$s" ]; then
-	echo "$p passed, $f failed, $s skipped"
-else
-	echo "$p passed, $f failed"
-fi
-exit $rc
+' "$RES" "$CON"

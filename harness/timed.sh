@@ -6,5 +6,7 @@ echo "  START   $label"
 t0=$(date +%s)
 "$@"
 rc=$?
-echo "  DONE    $label: $(( $(date +%s) - t0 ))s${rc:+ (rc $rc)}" | sed 's/ (rc 0)//'
+status=
+[ $rc = 0 ] || status=" (rc $rc)"
+echo "  DONE    $label: $(( $(date +%s) - t0 ))s$status"
 exit $rc

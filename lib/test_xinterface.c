@@ -34,8 +34,8 @@ struct xit_req {
 	size_t len;
 	bool write;
 	int ret;
-	struct work_struct work;
-	struct completion done;
+	struct work_struct work;	/* XI_TEST_CTX_WORKQUEUE */
+	struct completion done;		/* XI_TEST_CTX_KTHREAD */
 };
 
 static void xit_do(struct xit_req *r)
@@ -56,26 +56,24 @@ static int xit_thread(void *data)
 		r->ret = -EINVAL;
 	else
 		xit_do(r);
-	complete(&r->done);
-	return 0;
+	kthread_complete_and_exit(&r->done, 0);
 }
 
 static void xit_work(struct work_struct *work)
 {
 	xit_do(container_of(work, struct xit_req, work));
-	complete(&container_of(work, struct xit_req, work)->done);
 }
 
 static int xit_run(struct xit_req *r, u32 ctx)
 {
 	struct task_struct *t;
 
-	init_completion(&r->done);
 	switch (ctx) {
 	case XI_TEST_CTX_CALLER:
 		xit_do(r);
 		return 0;
 	case XI_TEST_CTX_KTHREAD:
+		init_completion(&r->done);
 		t = kthread_run(xit_thread, r, "xi-test");
 		if (IS_ERR(t))
 			return PTR_ERR(t);
@@ -84,7 +82,6 @@ static int xit_run(struct xit_req *r, u32 ctx)
 	case XI_TEST_CTX_WORKQUEUE:
 		INIT_WORK_ONSTACK(&r->work, xit_work);
 		queue_work(system_unbound_wq, &r->work);
-		wait_for_completion(&r->done);
 		flush_work(&r->work);
 		destroy_work_on_stack(&r->work);
 		return 0;

@@ -26,8 +26,6 @@
 #include <linux/slab.h>
 #include <linux/uaccess.h>
 
-#include "kvm_mm.h"
-
 /*
  * No KVM architecture maps guest physical addresses at or beyond 2^52
  * (x86 and arm64 both top out there); a range ending beyond it is an
@@ -45,8 +43,9 @@ struct xi_binding {
 
 /* How the copy reaches kvm->mm. */
 enum xi_path {
-	XI_PATH_UACCESS,	/* current->mm == kvm->mm */
-	XI_PATH_REMOTE,		/* another mm: pin and kmap page by page */
+	XI_PATH_OWN,		/* current->mm is kvm->mm: user access */
+	XI_PATH_KTHREAD,	/* kthread_use_mm(kvm->mm), then user access */
+	XI_PATH_REMOTE,		/* another mm: look up and kmap page by page */
 };
 
 /*
@@ -154,53 +153,43 @@ static int xi_copy_hva(struct mm_struct *mm, enum xi_path path,
 	return left ? -EFAULT : 0;
 }
 
-static bool xi_conversion_raced(struct kvm *kvm, unsigned long seq)
+/* The locked half of the fault path's retry check, under mmu_lock. */
+static bool xi_invalidate_retry(struct kvm *kvm, unsigned long seq, gfn_t gfn)
 {
-	bool raced;
+	bool retry;
 
 #ifdef KVM_HAVE_MMU_RWLOCK
 	read_lock(&kvm->mmu_lock);
-#else
-	spin_lock(&kvm->mmu_lock);
-#endif
-	raced = kvm->mmu_invalidate_in_progress ||
-		kvm->mmu_invalidate_seq != seq;
-#ifdef KVM_HAVE_MMU_RWLOCK
+	retry = mmu_invalidate_retry_gfn(kvm, seq, gfn);
 	read_unlock(&kvm->mmu_lock);
 #else
+	spin_lock(&kvm->mmu_lock);
+	retry = mmu_invalidate_retry_gfn(kvm, seq, gfn);
 	spin_unlock(&kvm->mmu_lock);
 #endif
-	return raced;
+	return retry;
 }
 
 /*
- * Copy one page's worth of a memslot that can hold private memory.  The
- * attribute check and the copy are bracketed by mmu_invalidate_seq, which
- * kvm_vm_set_mem_attributes() bumps under mmu_lock: a conversion that
- * races the copy makes us redo the page, and a page that became private
- * is then refused.
+ * Copy within one page of a memslot that can hold private memory.  The
+ * attribute check and the copy are bracketed like a vCPU fault: a private
+ * <-> shared conversion adds its gfns to the invalidation range and bumps
+ * mmu_invalidate_seq, so one that races the copy makes us redo the page,
+ * and a page that became private is then refused.
  */
 static int xi_copy_private_capable(struct kvm *kvm, struct mm_struct *mm,
-				   enum xi_path path,
-				   struct kvm_memory_slot *slot, u64 gpa,
-				   void *buf, size_t len, bool write)
+				   enum xi_path path, gfn_t gfn,
+				   unsigned long hva, void *buf, size_t len,
+				   bool write)
 {
-	gfn_t gfn = gpa >> PAGE_SHIFT;
-	unsigned long hva = __gfn_to_hva_memslot(slot, gfn) +
-			    offset_in_page(gpa);
 	int tries, ret;
 
 	for (tries = 0; tries < XI_CONVERSION_RETRIES; tries++) {
-		unsigned long seq = READ_ONCE(kvm->mmu_invalidate_seq);
+		unsigned long seq = kvm->mmu_invalidate_seq;
 
-		/*
-		 * Read the sequence before the in-progress count and the
-		 * attributes; pairs with the write barriers of
-		 * kvm_mmu_invalidate_begin()/end() as in
-		 * mmu_invalidate_retry_gfn_unsafe().
-		 */
+		/* Pairs with the smp_wmb() in kvm_mmu_invalidate_end(). */
 		smp_rmb();
-		if (READ_ONCE(kvm->mmu_invalidate_in_progress)) {
+		if (mmu_invalidate_retry_gfn_unsafe(kvm, seq, gfn)) {
 			cond_resched();
 			continue;
 		}
@@ -209,7 +198,7 @@ static int xi_copy_private_capable(struct kvm *kvm, struct mm_struct *mm,
 		ret = xi_copy_hva(mm, path, hva, buf, len, write);
 		if (ret)
 			return ret;
-		if (!xi_conversion_raced(kvm, seq))
+		if (!xi_invalidate_retry(kvm, seq, gfn))
 			return 0;
 		cond_resched();
 	}
@@ -224,6 +213,7 @@ static int xi_copy_slots(struct kvm *kvm, struct mm_struct *mm,
 
 	while (len) {
 		struct kvm_memory_slot *slot;
+		unsigned long hva;
 		size_t run;
 		int ret;
 
@@ -233,15 +223,14 @@ static int xi_copy_slots(struct kvm *kvm, struct mm_struct *mm,
 			return ret;
 
 		run = xi_slot_run(slot->base_gfn, slot->npages, gpa, len);
+		hva = __gfn_to_hva_memslot(slot, gpa >> PAGE_SHIFT) +
+		      offset_in_page(gpa);
 		if (kvm_slot_can_be_private(slot)) {
 			run = min_t(size_t, run, PAGE_SIZE - offset_in_page(gpa));
-			ret = xi_copy_private_capable(kvm, mm, path, slot, gpa,
+			ret = xi_copy_private_capable(kvm, mm, path,
+						      gpa >> PAGE_SHIFT, hva,
 						      buf, run, write);
 		} else {
-			unsigned long hva;
-
-			hva = __gfn_to_hva_memslot(slot, gpa >> PAGE_SHIFT) +
-			      offset_in_page(gpa);
 			ret = xi_copy_hva(mm, path, hva, buf, run, write);
 		}
 		if (ret)
@@ -260,8 +249,7 @@ static int xi_copy(struct kvm_xinterface *intf, u64 gpa, void *buf,
 {
 	struct kvm *kvm = intf->kvm;
 	struct mm_struct *mm = kvm->mm;
-	enum xi_path path = XI_PATH_UACCESS;
-	bool borrowed = false, used = false;
+	enum xi_path path;
 	int ret, idx;
 
 	might_sleep();
@@ -269,25 +257,25 @@ static int xi_copy(struct kvm_xinterface *intf, u64 gpa, void *buf,
 	if (ret || !len)
 		return ret;
 
-	if (current->mm != mm) {
-		if (!mmget_not_zero(mm))
-			return -ESRCH;
-		borrowed = true;
-		if (!current->mm && (current->flags & PF_KTHREAD)) {
-			kthread_use_mm(mm);
-			used = true;
-		} else {
-			path = XI_PATH_REMOTE;
-		}
-	}
+	if (current->mm == mm)
+		path = XI_PATH_OWN;
+	else if (!current->mm && (current->flags & PF_KTHREAD))
+		path = XI_PATH_KTHREAD;
+	else
+		path = XI_PATH_REMOTE;
+
+	if (path != XI_PATH_OWN && !mmget_not_zero(mm))
+		return -ESRCH;
+	if (path == XI_PATH_KTHREAD)
+		kthread_use_mm(mm);
 
 	idx = srcu_read_lock(&kvm->srcu);
 	ret = xi_copy_slots(kvm, mm, path, gpa, buf, len, write);
 	srcu_read_unlock(&kvm->srcu, idx);
 
-	if (used)
+	if (path == XI_PATH_KTHREAD)
 		kthread_unuse_mm(mm);
-	if (borrowed)
+	if (path != XI_PATH_OWN)
 		mmput(mm);
 	return ret;
 }
@@ -308,7 +296,6 @@ static void xi_release(struct kvm_xinterface *intf)
 {
 	struct xi_binding *b = container_of(intf, struct xi_binding, intf);
 
-	might_sleep();
 	kvm_put_kvm(intf->kvm);
 	fput(b->file);
 	kfree(b);

@@ -379,8 +379,9 @@ static void test_dirty_log(struct kvm_vm *vm, int xf)
 
 static void test_dirty_ring(void)
 {
+	struct kvm_vcpu *vcpu;
 	struct kvm_vm *vm;
-	uint8_t buf[32], *h1, *h2;
+	uint8_t buf[32];
 	int xf, r;
 
 	if (!kvm_has_cap(KVM_CAP_DIRTY_LOG_RING) &&
@@ -388,26 +389,34 @@ static void test_dirty_ring(void)
 		tap_skip("dirty ring", "KVM_CAP_DIRTY_LOG_RING not supported");
 		return;
 	}
-	vm = vm_create_barebones();
+	/* The ring must be enabled before the vCPU exists. */
+	vm = vm_create(1);
 	vm_enable_dirty_ring(vm, 0x10000);
-	vm_userspace_mem_region_add(vm, VM_MEM_SRC_ANONYMOUS, 0x100000, 1, 4,
+	vcpu = vm_vcpu_add(vm, 0, guest_code);
+	vm_userspace_mem_region_add(vm, VM_MEM_SRC_ANONYMOUS, GPA_A, SLOT_A, 4,
 				    KVM_MEM_LOG_DIRTY_PAGES);
-	vm_userspace_mem_region_add(vm, VM_MEM_SRC_ANONYMOUS, 0x200000, 2, 4, 0);
-	h1 = addr_gpa2hva(vm, 0x100000);
-	h2 = addr_gpa2hva(vm, 0x200000);
+	vm_userspace_mem_region_add(vm, VM_MEM_SRC_ANONYMOUS, GPA_B, SLOT_B, 4, 0);
+	virt_map(vm, GPA_A + GVA_OFF, GPA_A, 4);
+	virt_map(vm, GPA_B + GVA_OFF, GPA_B, 4);
+	guest_exec(vm, vcpu, 0, 0, 0, 0);		/* to the first sync */
+	guest_exec(vm, vcpu, G_FILL, GPA_A + 0x10, sizeof(buf), 900);
+
 	xf = xi_open();
 	TEST_ASSERT(!xi_bind(xf, vm->fd), "bind dirty-ring VM");
-	memset(buf, 0xa5, sizeof(buf));
-	r = xi_copy(xf, XI_TEST_CTX_KTHREAD, 1, 0x100010, buf, sizeof(buf));
-	tap(r == -EOPNOTSUPP && h1[0x10] == 0,
-	    "dirty ring: write to a logging slot refused with EOPNOTSUPP, memory untouched (ret %d)",
+	fill(buf, GPA_A + 0x10, sizeof(buf), 901);
+	r = xi_copy(xf, XI_TEST_CTX_KTHREAD, 1, GPA_A + 0x10, buf, sizeof(buf));
+	tap(r == -EOPNOTSUPP &&
+	    !guest_exec(vm, vcpu, G_VERIFY, GPA_A + 0x10, sizeof(buf), 900),
+	    "dirty ring: write to a logging slot refused with EOPNOTSUPP, guest memory untouched (ret %d)",
 	    r);
-	tap(xi_copy(xf, XI_TEST_CTX_KTHREAD, 0, 0x100010, buf, sizeof(buf)) == 0,
-	    "dirty ring: read of a logging slot allowed");
-	memset(buf, 0xa5, sizeof(buf));
-	r = xi_copy(xf, XI_TEST_CTX_KTHREAD, 1, 0x200010, buf, sizeof(buf));
-	tap(r == 0 && h2[0x10] == 0xa5 && h2[0x10 + sizeof(buf) - 1] == 0xa5,
-	    "dirty ring: write to a slot without logging works (ret %d)", r);
+	r = xi_copy(xf, XI_TEST_CTX_KTHREAD, 0, GPA_A + 0x10, buf, sizeof(buf));
+	tap(r == 0 && !mismatches(buf, GPA_A + 0x10, sizeof(buf), 900),
+	    "dirty ring: read of a logging slot matches the guest (ret %d)", r);
+	fill(buf, GPA_B + 0x10, sizeof(buf), 902);
+	r = xi_copy(xf, XI_TEST_CTX_KTHREAD, 1, GPA_B + 0x10, buf, sizeof(buf));
+	tap(r == 0 && !guest_exec(vm, vcpu, G_VERIFY, GPA_B + 0x10, sizeof(buf), 902),
+	    "dirty ring: write to a slot without logging seen by the guest (ret %d)",
+	    r);
 	xi_unbind(xf);
 	close(xf);
 	kvm_vm_free(vm);
