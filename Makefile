@@ -3,13 +3,17 @@
 #   make            build the kernel, modules and test programs
 #   make run        the main job, in a booted test kernel
 #   make check      every test; ends with "N passed, N failed"
+#   make bench      the benchmark: table in build/bench.txt, JSON in
+#                   build/bench.json
 #   make deps       install the Debian packages the harness needs
 #   make clean      remove build output (keeps the unpacked source)
 #   make distclean  remove all of build/
 #
 # KSRC=<path> builds your own 6.12.y tree instead of Debian's
 # linux-source-6.12.  JOBS=<n> sets the build parallelism.
-# CHECK_TIMEOUT/RUN_TIMEOUT=<s> bound one guest run.
+# CHECK_TIMEOUT/RUN_TIMEOUT/BENCH_TIMEOUT=<s> bound one guest run.
+# BENCH_ARGS=<a,b,...> appends arguments to xinterface_bench (commas for
+# spaces), e.g. BENCH_ARGS=-q,-t,20 for a quick run.
 
 REPO    := $(CURDIR)
 BUILD   := $(REPO)/build
@@ -25,6 +29,8 @@ H       := $(REPO)/harness
 # fails the run).
 CHECK_TIMEOUT ?= 2400
 RUN_TIMEOUT   ?= 900
+BENCH_TIMEOUT ?= 900
+BENCH_ARGS    ?=
 TIME     = $(H)/timed.sh
 
 # Packages the harness needs (Debian 12).
@@ -36,9 +42,10 @@ PKGS := linux-source-6.12 qemu-system-x86 busybox-static ccache flex bison \
 # gives their arguments), plus the project's own.
 KVM_SELFTESTS := set_memory_region_test memslot_modification_stress_test \
 	dirty_log_test kvm_create_max_vcpus x86_64/sync_regs_test
-SELFTESTS := $(KVM_SELFTESTS) xinterface_test
+SELFTESTS := $(KVM_SELFTESTS) xinterface_test xinterface_bench
 
-.PHONY: all deps tree config kernel selftests initramfs run check clean distclean
+.PHONY: all deps tree config kernel selftests initramfs run check bench clean \
+	distclean
 
 all: kernel selftests initramfs
 
@@ -84,9 +91,17 @@ check: deps all
 	@$(TIME) "boot and test" $(H)/run-qemu.sh $(BUILD) check $(CHECK_TIMEOUT); \
 	$(H)/parse-results.sh $(BUILD)/results.log $(BUILD)/console.log $$?
 
+# The benchmark runs alone in the guest; bench-report.sh fails the target
+# on a hang, a splat or a failed row, like make check.
+bench: deps all
+	@{ $(TIME) "boot and bench" $(H)/run-qemu.sh $(BUILD) bench \
+		$(BENCH_TIMEOUT) "$(BENCH_ARGS)"; echo $$? > $(BUILD)/bench.rc; } | \
+		tee $(BUILD)/bench.qemu; \
+	$(H)/bench-report.sh $(BUILD) $$(cat $(BUILD)/bench.rc)
+
 clean:
 	rm -rf $(OBJ) $(TESTS) $(BUILD)/initramfs $(BUILD)/initramfs.cpio \
-		$(BUILD)/*.log $(BUILD)/*.summary
+		$(BUILD)/*.log $(BUILD)/*.summary $(BUILD)/bench.*
 
 distclean:
 	rm -rf $(BUILD)
