@@ -31,7 +31,6 @@
 
 #include "test_xinterface_bench_uapi.h"
 
-
 MODULE_IMPORT_NS(KVM_XINTERFACE);
 
 struct xb_file {
@@ -168,6 +167,22 @@ static int xb_sg_copy(struct xb_thread *t, unsigned int k, bool write)
 	return n == len ? 0 : -EIO;
 }
 
+/*
+ * The instruction copy_{from,to}_user() uses on CPUs with ERMS or FSRM,
+ * on kernel buffers: it tells how much of a user copy's cost is the copy
+ * instruction itself (emulated one byte at a time by QEMU's TCG).
+ */
+static void xb_rep_movsb(void *dst, const void *src, size_t len)
+{
+#ifdef CONFIG_X86
+	asm volatile("rep movsb"
+		     : "+D" (dst), "+S" (src), "+c" (len)
+		     : : "memory");
+#else
+	memcpy(dst, src, len);
+#endif
+}
+
 /* One timed operation; k selects the address (0: gpa, 1: gpa2). */
 static int xb_op(struct xb_thread *t, unsigned int k)
 {
@@ -188,6 +203,12 @@ static int xb_op(struct xb_thread *t, unsigned int k)
 			memcpy(t->src, t->buf, len);
 		else
 			memcpy(t->buf, t->src, len);
+		return 0;
+	case XB_M_REP_MOVSB:
+		if (write)
+			xb_rep_movsb(t->src, t->buf, len);
+		else
+			xb_rep_movsb(t->buf, t->src, len);
 		return 0;
 	case XB_M_KVM_READ:
 		idx = srcu_read_lock(&row->kvm->srcu);

@@ -14,6 +14,7 @@
 enum {
 	XB_M_NULL,	/* nothing: the loop's own overhead */
 	XB_M_MEMCPY,	/* memcpy between two kernel buffers */
+	XB_M_REP_MOVSB,	/* x86 "rep movsb" between two kernel buffers */
 	XB_M_KVM_READ,	/* kvm_read_guest() under kvm->srcu (reads only) */
 	XB_M_USER,	/* copy_{from,to}_user() on the VMM's hva */
 	XB_M_VFIO,	/* mmget_not_zero + kthread_use_mm + copy_*_user + unuse + mmput */
