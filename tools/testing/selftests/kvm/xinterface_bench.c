@@ -414,7 +414,7 @@ static const char *cpu_flags(void)
 	char line[4096];
 	FILE *f = fopen("/proc/cpuinfo", "r");
 
-	strcpy(out, "");
+	out[0] = 0;
 	while (f && fgets(line, sizeof(line), f)) {
 		if (strncmp(line, "flags", 5))
 			continue;
