@@ -9,6 +9,12 @@
 #include <linux/ioctl.h>
 #include <linux/types.h>
 
+/* The byte the tests expect at guest physical @addr for pattern @seed. */
+static inline __u8 xi_test_pat(__u64 addr, __u64 seed)
+{
+	return (__u8)(addr * 131 + seed * 7 + (addr >> 9));
+}
+
 /* Where the module runs the copy. */
 enum {
 	XI_TEST_CTX_CALLER,	/* in the ioctl caller's context */
@@ -40,5 +46,144 @@ struct xi_test_copy {
 #define XI_TEST_UNBIND	_IO('x', 1)
 /* Copy; the ioctl fails with the errno the copy returned. */
 #define XI_TEST_COPY	_IOW('x', 2, struct xi_test_copy)
+
+/* One guest range (struct kvm_xrange). */
+struct xi_test_range {
+	__u64 gpa;
+	__u64 len;
+};
+
+/* xi_test_copyv.flags */
+#define XI_TEST_F_CACHE		0x1	/* use the file's translation cache */
+#define XI_TEST_F_USE_MM	0x2	/* inside kvm_xinterface_use_mm() */
+
+/**
+ * struct xi_test_copyv - scatter/gather copy (kvm_xinterface_copyv)
+ * @ranges: user address of struct xi_test_range[@nr].
+ * @nr: number of ranges (at most 64).
+ * @ctx: one of XI_TEST_CTX_*.
+ * @buf: user buffer of @len bytes, the sum of the ranges' lengths.
+ * @len: bytes.
+ * @write: 1 scatters @buf into the ranges, 0 gathers them into it.
+ * @flags: XI_TEST_F_*.
+ */
+struct xi_test_copyv {
+	__u64 ranges;
+	__u32 nr;
+	__u32 ctx;
+	__u64 buf;
+	__u64 len;
+	__u32 write;
+	__u32 flags;
+};
+
+/* Statistics of the file's translation cache, read and reset. */
+struct xi_test_cache_stats {
+	__u64 hits;
+	__u64 misses;
+};
+
+/**
+ * struct xi_test_vmap - create the file's mapping (replaces an old one)
+ * @gpa: first byte.
+ * @len: bytes.
+ * @flags: kvm_xinterface_vmap() flags (1: writable).
+ * @pad: zero.
+ */
+struct xi_test_vmap {
+	__u64 gpa;
+	__u64 len;
+	__u32 flags;
+	__u32 pad;
+};
+
+/**
+ * struct xi_test_vmap_rw - access through the file's mapping
+ * @offset: from the mapping's first byte.
+ * @buf: user buffer.
+ * @len: bytes.
+ * @write: 1 writes @buf through the mapping (and marks it dirty).
+ * @ctx: one of XI_TEST_CTX_*.
+ * @refreshes: out: kvm_xvmap_refresh() calls the access needed.
+ * @pad: zero.
+ */
+struct xi_test_vmap_rw {
+	__u64 offset;
+	__u64 buf;
+	__u64 len;
+	__u32 write;
+	__u32 ctx;
+	__u32 refreshes;
+	__u32 pad;
+};
+
+/**
+ * struct xi_test_sg - build an sg table over guest ranges and copy
+ * @ranges: user address of struct xi_test_range[@nr].
+ * @nr: number of ranges (at most 64).
+ * @dir: 1 DMA_TO_DEVICE (gathers the ranges into @buf), 2
+ *	DMA_FROM_DEVICE (scatters @buf into them), 0 DMA_BIDIRECTIONAL
+ *	(scatters).
+ * @buf: user buffer of @len bytes, the sum of the ranges' lengths.
+ * @len: bytes.
+ * @ctx: one of XI_TEST_CTX_*.
+ * @nents: out: entries in the table.
+ */
+struct xi_test_sg {
+	__u64 ranges;
+	__u32 nr;
+	__u32 dir;
+	__u64 buf;
+	__u64 len;
+	__u32 ctx;
+	__u32 nents;
+};
+
+#define XI_TEST_STRESS_MAX	4
+
+/**
+ * struct xi_test_stress - kthreads using vmap, sg and copies together
+ * @gpa: first thread's region; thread i uses [@gpa + i * @stride, +@len).
+ * @len: bytes per region.
+ * @stride: distance between regions.
+ * @nr_threads: 1 to XI_TEST_STRESS_MAX.
+ * @ms: how long they run.
+ * @churn_gpa: a range userspace keeps deleting and re-adding, holding
+ *	pat() with seed @churn_seed whenever present; read by one more
+ *	kthread.  0 for none.
+ * @churn_len: its length.
+ * @churn_seed: its pattern seed.
+ * @ops: out: verified write+read pairs, all threads.
+ * @errors: out: failed operations that should not fail.
+ * @bad: out: reads that returned wrong bytes.
+ * @churn_ok: out: churn reads that succeeded (and were verified).
+ * @churn_gone: out: churn reads refused because the range was a hole.
+ * @seed: out: each thread's last written seed (its region holds pat()
+ *	with it).
+ */
+struct xi_test_stress {
+	__u64 gpa;
+	__u64 len;
+	__u64 stride;
+	__u32 nr_threads;
+	__u32 ms;
+	__u64 churn_gpa;
+	__u64 churn_len;
+	__u64 churn_seed;
+	__u64 ops;
+	__u64 errors;
+	__u64 bad;
+	__u64 churn_ok;
+	__u64 churn_gone;
+	__u64 seed[XI_TEST_STRESS_MAX];
+};
+
+#define XI_TEST_COPYV		_IOW('x', 3, struct xi_test_copyv)
+#define XI_TEST_CACHE_STATS	_IOR('x', 4, struct xi_test_cache_stats)
+#define XI_TEST_VMAP		_IOW('x', 5, struct xi_test_vmap)
+#define XI_TEST_VMAP_PUT	_IO('x', 6)
+#define XI_TEST_VMAP_RW		_IOWR('x', 7, struct xi_test_vmap_rw)
+#define XI_TEST_SG		_IOWR('x', 8, struct xi_test_sg)
+#define XI_TEST_STRESS		_IOWR('x', 9, struct xi_test_stress)
 
 #endif /* _LIB_TEST_XINTERFACE_UAPI_H */

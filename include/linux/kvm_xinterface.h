@@ -7,12 +7,16 @@
 #define __LINUX_KVM_XINTERFACE_H
 
 #include <linux/container_of.h>
+#include <linux/dma-direction.h>
 #include <linux/kernel.h>
 #include <linux/kref.h>
+#include <linux/scatterlist.h>
+#include <linux/string.h>
 #include <linux/types.h>
 
 struct file;
 struct kvm;
+struct kvm_memory_slot;
 struct kvm_xinterface;
 
 /**
@@ -144,5 +148,153 @@ static inline int kvm_xinterface_copy_from(struct kvm_xinterface *intf,
 {
 	return intf->ops->copy_from(intf, dst, gpa, len);
 }
+
+/**
+ * struct kvm_xrange - one guest physical range
+ * @gpa: guest physical address of the first byte.
+ * @len: length in bytes.
+ */
+struct kvm_xrange {
+	u64 gpa;
+	u64 len;
+};
+
+/**
+ * struct kvm_xcache - caller-embedded guest translation cache
+ * @hits: accesses that used the cached memslot (no memslot search).
+ * @misses: accesses that had to search the memslots.
+ * @generation: memslot generation the cached entry is valid for; private.
+ * @slot: the cached memslot; private.
+ *
+ * Remembers the last memslot an access went through, so repeated access to
+ * the same region (a ring, a buffer pool) skips the memslot search.  The
+ * entry is used only while the VM's memslot generation is the one it was
+ * filled at: any memslot change (add, delete, move, flags) makes the next
+ * access search again.  Only the memslot (and with it the gfn -> hva
+ * translation) is cached; pages are never cached here, so MMU-notifier
+ * invalidation does not concern it.  See kvm_xvmap for cached mappings.
+ *
+ * Initialize with kvm_xcache_init().  One cache must not be used by two
+ * accesses at the same time: embed one per ring or per thread, or
+ * serialize.  @hits and @misses may be read and reset by the owner.
+ */
+struct kvm_xcache {
+	u64 hits;
+	u64 misses;
+	u64 generation;
+	struct kvm_memory_slot *slot;
+};
+
+/**
+ * kvm_xcache_init() - initialize (or flush) a translation cache
+ * @cache: the cache.
+ */
+static inline void kvm_xcache_init(struct kvm_xcache *cache)
+{
+	memset(cache, 0, sizeof(*cache));
+}
+
+int kvm_xinterface_copyv(struct kvm_xinterface *intf,
+			 const struct kvm_xrange *ranges, unsigned int nr,
+			 void *buf, size_t len, bool write,
+			 struct kvm_xcache *cache);
+
+/**
+ * kvm_xinterface_copy_to_cached() - kvm_xinterface_copy_to() with a cache
+ * @intf: the binding.
+ * @cache: translation cache, or NULL.
+ * @gpa: guest physical address of the first byte to write.
+ * @src: kernel buffer to copy from.
+ * @len: number of bytes.
+ *
+ * Return: as kvm_xinterface_copy_to().
+ */
+static inline int kvm_xinterface_copy_to_cached(struct kvm_xinterface *intf,
+						struct kvm_xcache *cache,
+						u64 gpa, const void *src,
+						size_t len)
+{
+	struct kvm_xrange r = { .gpa = gpa, .len = len };
+
+	return kvm_xinterface_copyv(intf, &r, 1, (void *)src, len, true,
+				    cache);
+}
+
+/**
+ * kvm_xinterface_copy_from_cached() - kvm_xinterface_copy_from() with a cache
+ * @intf: the binding.
+ * @cache: translation cache, or NULL.
+ * @dst: kernel buffer to copy to.
+ * @gpa: guest physical address of the first byte to read.
+ * @len: number of bytes.
+ *
+ * Return: as kvm_xinterface_copy_from().
+ */
+static inline int kvm_xinterface_copy_from_cached(struct kvm_xinterface *intf,
+						  struct kvm_xcache *cache,
+						  void *dst, u64 gpa,
+						  size_t len)
+{
+	struct kvm_xrange r = { .gpa = gpa, .len = len };
+
+	return kvm_xinterface_copyv(intf, &r, 1, dst, len, false, cache);
+}
+
+int kvm_xinterface_use_mm(struct kvm_xinterface *intf);
+void kvm_xinterface_unuse_mm(struct kvm_xinterface *intf);
+
+/* kvm_xinterface_vmap() flags */
+#define KVM_XVMAP_WRITE		BIT(0)	/* the mapping will be written */
+
+/**
+ * struct kvm_xvmap - a kernel mapping of a guest physical range
+ * @addr: kernel address of the range's first byte.  Valid only between
+ *	kvm_xvmap_begin() and kvm_xvmap_end().
+ * @len: length of the range in bytes.
+ *
+ * Returned by kvm_xinterface_vmap().  The pages are not pinned: the
+ * mapping is torn down whenever the guest may stop mapping them, and is
+ * rebuilt by kvm_xvmap_refresh().  The access protocol is::
+ *
+ *	idx = kvm_xvmap_begin(map);
+ *	while (idx == -EAGAIN) {
+ *		err = kvm_xvmap_refresh(map);	// may sleep
+ *		if (err)
+ *			return err;		// -ENXIO, -EPERM, -ESRCH, ...
+ *		idx = kvm_xvmap_begin(map);
+ *	}
+ *	memcpy(buf, map->addr + off, n);	// no sleeping, no faults
+ *	kvm_xvmap_mark_dirty(map, off, n);	// after writes only
+ *	kvm_xvmap_end(map, idx);
+ */
+struct kvm_xvmap {
+	void *addr;
+	size_t len;
+};
+
+struct kvm_xvmap *kvm_xinterface_vmap(struct kvm_xinterface *intf, u64 gpa,
+				      size_t len, unsigned int flags);
+int kvm_xvmap_begin(struct kvm_xvmap *map);
+void kvm_xvmap_end(struct kvm_xvmap *map, int idx);
+void kvm_xvmap_mark_dirty(struct kvm_xvmap *map, size_t offset, size_t len);
+int kvm_xvmap_refresh(struct kvm_xvmap *map);
+struct kvm_xvmap *kvm_xvmap_get(struct kvm_xvmap *map);
+void kvm_xvmap_put(struct kvm_xvmap *map);
+
+/**
+ * struct kvm_xsg - guest ranges as a scatter-gather table
+ * @sgt: the table; one or more entries per range, in range order.  The
+ *	pages are pinned (FOLL_PIN) until kvm_xsg_free().
+ *
+ * Returned by kvm_xinterface_sg().
+ */
+struct kvm_xsg {
+	struct sg_table sgt;
+};
+
+struct kvm_xsg *kvm_xinterface_sg(struct kvm_xinterface *intf,
+				  const struct kvm_xrange *ranges,
+				  unsigned int nr, enum dma_data_direction dir);
+void kvm_xsg_free(struct kvm_xsg *sg);
 
 #endif /* __LINUX_KVM_XINTERFACE_H */

@@ -25,6 +25,9 @@
 #include <linux/sched/mm.h>
 #include <linux/slab.h>
 #include <linux/uaccess.h>
+#include <linux/vmalloc.h>
+
+#include "kvm_mm.h"
 
 /*
  * No KVM architecture maps guest physical addresses at or beyond 2^52
@@ -35,6 +38,12 @@
 
 /* Retries of one page when a private/shared conversion races a copy. */
 #define XI_CONVERSION_RETRIES	16
+
+/* Retries of a vmap refresh that keeps racing MMU-notifier invalidations. */
+#define XI_REFRESH_RETRIES	64
+
+/* Bounds of one scatter-gather table. */
+#define XI_SG_MAX_RANGES	1024
 
 struct xi_binding {
 	struct kvm_xinterface intf;
@@ -205,9 +214,37 @@ static int xi_copy_private_capable(struct kvm *kvm, struct mm_struct *mm,
 	return -EAGAIN;
 }
 
+/*
+ * The memslot holding @gfn, from @cache when it holds it for the current
+ * memslot generation.  Under kvm->srcu: an unchanged generation means the
+ * same memslot set is still the active one, so the cached pointer is live.
+ */
+static struct kvm_memory_slot *xi_lookup(struct kvm *kvm, gfn_t gfn,
+					 struct kvm_xcache *cache)
+{
+	struct kvm_memslots *slots = kvm_memslots(kvm);
+	struct kvm_memory_slot *slot;
+
+	if (cache) {
+		slot = cache->slot;
+		if (slot && cache->generation == slots->generation &&
+		    gfn - slot->base_gfn < slot->npages) {
+			cache->hits++;
+			return slot;
+		}
+		cache->misses++;
+	}
+	slot = __gfn_to_memslot(slots, gfn);
+	if (cache) {
+		cache->slot = slot;
+		cache->generation = slots->generation;
+	}
+	return slot;
+}
+
 static int xi_copy_slots(struct kvm *kvm, struct mm_struct *mm,
 			 enum xi_path path, u64 gpa, void *buf, size_t len,
-			 bool write)
+			 bool write, struct kvm_xcache *cache)
 {
 	bool dirty_ring = READ_ONCE(kvm->dirty_ring_size);
 
@@ -217,7 +254,7 @@ static int xi_copy_slots(struct kvm *kvm, struct mm_struct *mm,
 		size_t run;
 		int ret;
 
-		slot = __gfn_to_memslot(kvm_memslots(kvm), gpa >> PAGE_SHIFT);
+		slot = xi_lookup(kvm, gpa >> PAGE_SHIFT, cache);
 		ret = xi_slot_check(slot, write, dirty_ring);
 		if (ret)
 			return ret;
@@ -244,18 +281,30 @@ static int xi_copy_slots(struct kvm *kvm, struct mm_struct *mm,
 	return 0;
 }
 
-static int xi_copy(struct kvm_xinterface *intf, u64 gpa, void *buf,
-		   size_t len, bool write)
+static int xi_copy(struct kvm_xinterface *intf,
+		   const struct kvm_xrange *ranges, unsigned int nr, void *buf,
+		   size_t len, bool write, struct kvm_xcache *cache)
 {
 	struct kvm *kvm = intf->kvm;
 	struct mm_struct *mm = kvm->mm;
 	enum xi_path path;
-	int ret, idx;
+	unsigned int i;
+	size_t total = 0;
+	int ret = 0, idx;
 
 	might_sleep();
-	ret = xi_check_range(gpa, len);
-	if (ret || !len)
-		return ret;
+	for (i = 0; i < nr; i++) {
+		ret = xi_check_range(ranges[i].gpa, ranges[i].len);
+		if (ret)
+			return ret;
+		total += ranges[i].len;
+		if (total > MAX_RW_COUNT)
+			return -EOVERFLOW;
+	}
+	if (total != len)
+		return -EINVAL;
+	if (!len)
+		return 0;
 
 	if (current->mm == mm)
 		path = XI_PATH_OWN;
@@ -270,7 +319,11 @@ static int xi_copy(struct kvm_xinterface *intf, u64 gpa, void *buf,
 		kthread_use_mm(mm);
 
 	idx = srcu_read_lock(&kvm->srcu);
-	ret = xi_copy_slots(kvm, mm, path, gpa, buf, len, write);
+	for (i = 0; i < nr && !ret; i++) {
+		ret = xi_copy_slots(kvm, mm, path, ranges[i].gpa, buf,
+				    ranges[i].len, write, cache);
+		buf += ranges[i].len;
+	}
 	srcu_read_unlock(&kvm->srcu, idx);
 
 	if (path == XI_PATH_KTHREAD)
@@ -283,14 +336,94 @@ static int xi_copy(struct kvm_xinterface *intf, u64 gpa, void *buf,
 static int xi_copy_to(struct kvm_xinterface *intf, u64 gpa, const void *src,
 		      size_t len)
 {
-	return xi_copy(intf, gpa, (void *)src, len, true);
+	struct kvm_xrange r = { .gpa = gpa, .len = len };
+
+	return xi_copy(intf, &r, 1, (void *)src, len, true, NULL);
 }
 
 static int xi_copy_from(struct kvm_xinterface *intf, void *dst, u64 gpa,
 			size_t len)
 {
-	return xi_copy(intf, gpa, dst, len, false);
+	struct kvm_xrange r = { .gpa = gpa, .len = len };
+
+	return xi_copy(intf, &r, 1, dst, len, false, NULL);
 }
+
+/**
+ * kvm_xinterface_copyv() - copy between a kernel buffer and guest ranges
+ * @intf: the binding.
+ * @ranges: the guest ranges, in buffer order (a descriptor chain).
+ * @nr: number of ranges.
+ * @buf: the kernel buffer; @len bytes.
+ * @len: buffer length; must equal the sum of the ranges' lengths.
+ * @write: true to scatter @buf into the ranges, false to gather them.
+ * @cache: translation cache, or NULL.
+ *
+ * One call moves a whole chain: the switch to the VM's mm (from a kthread)
+ * or the mm reference (from another task) is taken once, the memslots are
+ * searched once per contiguous run rather than per page, and not at all
+ * when @cache already holds the memslot.  Contexts, dirty logging and
+ * partial results as for kvm_xinterface_copy_to().  May sleep.
+ *
+ * Return: 0 on success, -EINVAL if @len is not the total length of the
+ * ranges, -EOVERFLOW if a range overflows or the total exceeds
+ * MAX_RW_COUNT, or the errors of kvm_xinterface_copy_to() (write) and
+ * kvm_xinterface_copy_from() (read).
+ */
+int kvm_xinterface_copyv(struct kvm_xinterface *intf,
+			 const struct kvm_xrange *ranges, unsigned int nr,
+			 void *buf, size_t len, bool write,
+			 struct kvm_xcache *cache)
+{
+	return xi_copy(intf, ranges, nr, buf, len, write, cache);
+}
+EXPORT_SYMBOL_NS_GPL(kvm_xinterface_copyv, KVM_XINTERFACE);
+
+/**
+ * kvm_xinterface_use_mm() - stay in the VM's mm for a batch of copies
+ * @intf: the binding.
+ *
+ * For a kthread or workqueue item that makes many small copies: takes a
+ * reference on the VM's mm and switches to it, so the copies until
+ * kvm_xinterface_unuse_mm() run as in the VM owner's context instead of
+ * switching mm on every call.  The reference keeps the owner's address
+ * space alive even if the owner exits, so keep the scope short (one
+ * batch), as vhost does per work item.  May sleep.
+ *
+ * Return: 0, -EINVAL if the caller is not a kthread without an mm, or
+ * -ESRCH if the VM's owner exited.
+ */
+int kvm_xinterface_use_mm(struct kvm_xinterface *intf)
+{
+	struct mm_struct *mm = intf->kvm->mm;
+
+	might_sleep();
+	if (!(current->flags & PF_KTHREAD) || current->mm)
+		return -EINVAL;
+	if (!mmget_not_zero(mm))
+		return -ESRCH;
+	kthread_use_mm(mm);
+	return 0;
+}
+EXPORT_SYMBOL_NS_GPL(kvm_xinterface_use_mm, KVM_XINTERFACE);
+
+/**
+ * kvm_xinterface_unuse_mm() - end a kvm_xinterface_use_mm() scope
+ * @intf: the binding passed to kvm_xinterface_use_mm().
+ *
+ * May sleep (the last reference to the mm may be dropped here).
+ */
+void kvm_xinterface_unuse_mm(struct kvm_xinterface *intf)
+{
+	struct mm_struct *mm = intf->kvm->mm;
+
+	might_sleep();
+	if (WARN_ON_ONCE(current->mm != mm))
+		return;
+	kthread_unuse_mm(mm);
+	mmput(mm);
+}
+EXPORT_SYMBOL_NS_GPL(kvm_xinterface_unuse_mm, KVM_XINTERFACE);
 
 static void xi_release(struct kvm_xinterface *intf)
 {
@@ -359,6 +492,769 @@ struct kvm_xinterface *kvm_xinterface_bind(int fd)
 	return kvm_xinterface_bind_file(fd_file(f));
 }
 EXPORT_SYMBOL_NS_GPL(kvm_xinterface_bind, KVM_XINTERFACE);
+
+/*
+ * vmap: a kernel mapping of guest pages that holds no page reference, in
+ * the manner of virt/kvm/pfncache.c.  The pages are looked up and mapped
+ * by a refresh; the MMU notifier (kvm_xinterface_invalidate()) marks the
+ * mapping invalid, under the write side of xi_vmap.lock, before the pages
+ * can be unmapped from the VM's mm and freed.  Accesses run between
+ * kvm_xvmap_begin() and kvm_xvmap_end() under the read side of that lock
+ * and under kvm->srcu, so neither an invalidation nor a memslot update can
+ * complete in the middle of one.
+ */
+
+/* Part of a mapping that lies in one memslot. */
+struct xi_vmap_run {
+	unsigned long hva;		/* first byte, page aligned */
+	unsigned long hva_end;		/* exclusive */
+	struct kvm_memory_slot *slot;
+	u64 gpa;			/* first byte, page aligned */
+	size_t offset;			/* from the mapping's first page */
+};
+
+struct xi_vmap {
+	struct kvm_xvmap map;
+	struct kref kref;
+	struct kvm_xinterface *intf;
+	struct list_head link;		/* on kvm->xi_vmaps, under xi_lock */
+	struct mutex refresh_lock;	/* one refresh at a time */
+	/*
+	 * Write side: refresh and invalidation.  Read side: accesses, which
+	 * may also read the fields below.
+	 */
+	rwlock_t lock;
+	bool valid;
+	bool private_capable;		/* some run can hold private memory */
+	void *vaddr;			/* vmap() of the pages */
+	u64 generation;			/* memslot generation at refresh */
+	unsigned long mmu_seq;		/* mmu_invalidate_seq at refresh */
+	unsigned int nr_runs;
+	/* Constant after creation. */
+	u64 gpa;
+	bool write;
+	unsigned long npages;
+	struct page **pages;		/* refresh scratch */
+	struct xi_vmap_run *runs;	/* npages entries */
+};
+
+static struct xi_vmap *to_xi_vmap(struct kvm_xvmap *map)
+{
+	return container_of(map, struct xi_vmap, map);
+}
+
+static bool xi_vmap_overlaps(struct xi_vmap *m, unsigned long start,
+			     unsigned long end)
+{
+	unsigned int i;
+
+	for (i = 0; i < m->nr_runs; i++)
+		if (m->runs[i].hva < end && start < m->runs[i].hva_end)
+			return true;
+	return false;
+}
+
+/*
+ * MMU-notifier hook (invalidate_range_start and release): called before
+ * the pages of [start, end) of the VM's mm are unmapped.  Waits for the
+ * accesses in progress and makes the next kvm_xvmap_begin() fail.
+ */
+void kvm_xinterface_invalidate(struct kvm *kvm, unsigned long start,
+			       unsigned long end)
+{
+	struct xi_vmap *m;
+
+	spin_lock(&kvm->xi_lock);
+	list_for_each_entry(m, &kvm->xi_vmaps, link) {
+		write_lock(&m->lock);
+		if (m->valid && xi_vmap_overlaps(m, start, end))
+			m->valid = false;
+		write_unlock(&m->lock);
+	}
+	spin_unlock(&kvm->xi_lock);
+}
+
+/*
+ * Did an invalidation run or start since @seq was read?  As pfncache's
+ * mmu_notifier_retry_cache(): our hook runs before mmu_invalidate_in_progress
+ * is raised, so mn_active_invalidate_count stands in for it.  A private <->
+ * shared conversion raises mmu_invalidate_in_progress without the notifier.
+ */
+static bool xi_vmap_retry(struct kvm *kvm, unsigned long seq, bool priv)
+{
+	if (READ_ONCE(kvm->mn_active_invalidate_count))
+		return true;
+	if (priv && READ_ONCE(kvm->mmu_invalidate_in_progress))
+		return true;
+	/* Pairs with the smp_wmb() in kvm_mmu_invalidate_end(). */
+	smp_rmb();
+	return READ_ONCE(kvm->mmu_invalidate_seq) != seq;
+}
+
+/*
+ * Fill m->runs for the current memslots, refusing what a copy would
+ * refuse.  Called with m->valid false, so the notifier does not read the
+ * runs while they change; under kvm->srcu.
+ */
+static int xi_vmap_lookup(struct xi_vmap *m, u64 *generation, bool *priv)
+{
+	struct kvm *kvm = m->intf->kvm;
+	struct kvm_memslots *slots = kvm_memslots(kvm);
+	bool dirty_ring = READ_ONCE(kvm->dirty_ring_size);
+	u64 gpa = m->gpa & PAGE_MASK;
+	size_t len = m->npages << PAGE_SHIFT, off = 0;
+	unsigned int nr = 0;
+
+	*generation = slots->generation;
+	*priv = false;
+	while (len) {
+		struct kvm_memory_slot *slot;
+		gfn_t gfn = gpa >> PAGE_SHIFT;
+		size_t run, i;
+		int ret;
+
+		slot = __gfn_to_memslot(slots, gfn);
+		ret = xi_slot_check(slot, m->write, dirty_ring);
+		if (ret)
+			return ret;
+		run = xi_slot_run(slot->base_gfn, slot->npages, gpa, len);
+		if (kvm_slot_can_be_private(slot)) {
+			*priv = true;
+			for (i = 0; i < run >> PAGE_SHIFT; i++)
+				if (kvm_mem_is_private(kvm, gfn + i))
+					return -EPERM;
+		}
+		m->runs[nr].hva = __gfn_to_hva_memslot(slot, gfn);
+		m->runs[nr].hva_end = m->runs[nr].hva + run;
+		m->runs[nr].slot = slot;
+		m->runs[nr].gpa = gpa;
+		m->runs[nr].offset = off;
+		nr++;
+		gpa += run;
+		off += run;
+		len -= run;
+	}
+	m->nr_runs = nr;
+	return 0;
+}
+
+/* Look up the pages of every run; on success each holds a reference. */
+static int xi_vmap_get_pages(struct xi_vmap *m, struct mm_struct *mm)
+{
+	unsigned int gup = m->write ? FOLL_WRITE : 0;
+	unsigned long done = 0;
+	unsigned int i;
+	int ret = 0;
+
+	if (mmap_read_lock_killable(mm))
+		return -EINTR;
+	for (i = 0; i < m->nr_runs && !ret; i++) {
+		struct xi_vmap_run *r = &m->runs[i];
+		unsigned long hva = r->hva;
+
+		while (hva < r->hva_end) {
+			long n = get_user_pages_remote(mm, hva,
+						(r->hva_end - hva) >> PAGE_SHIFT,
+						gup, m->pages + done, NULL);
+			if (n <= 0) {
+				ret = -EFAULT;
+				break;
+			}
+			done += n;
+			hva += n << PAGE_SHIFT;
+		}
+	}
+	mmap_read_unlock(mm);
+	if (ret)
+		release_pages(m->pages, done);
+	return ret;
+}
+
+/* Is the mapping usable now?  Under m->lock and kvm->srcu. */
+static bool xi_vmap_usable(struct xi_vmap *m)
+{
+	struct kvm *kvm = m->intf->kvm;
+
+	if (!m->valid || kvm_memslots(kvm)->generation != m->generation)
+		return false;
+	/* A conversion may have made part of the range private. */
+	if (m->private_capable &&
+	    (READ_ONCE(kvm->mmu_invalidate_in_progress) ||
+	     READ_ONCE(kvm->mmu_invalidate_seq) != m->mmu_seq))
+		return false;
+	return true;
+}
+
+static int xi_vmap_refresh_locked(struct xi_vmap *m, struct mm_struct *mm)
+{
+	struct kvm *kvm = m->intf->kvm;
+	int tries;
+
+	for (tries = 0; tries < XI_REFRESH_RETRIES; tries++) {
+		unsigned long seq;
+		u64 generation;
+		void *vaddr, *old;
+		bool priv;
+		int ret, idx;
+
+		seq = READ_ONCE(kvm->mmu_invalidate_seq);
+		/* Pairs with the smp_wmb() in kvm_mmu_invalidate_end(). */
+		smp_rmb();
+
+		write_lock(&m->lock);
+		m->valid = false;
+		write_unlock(&m->lock);
+
+		idx = srcu_read_lock(&kvm->srcu);
+		ret = xi_vmap_lookup(m, &generation, &priv);
+		srcu_read_unlock(&kvm->srcu, idx);
+		if (ret)
+			return ret;
+
+		ret = xi_vmap_get_pages(m, mm);
+		if (ret)
+			return ret;
+		vaddr = vmap(m->pages, m->npages, VM_MAP, PAGE_KERNEL);
+		if (!vaddr) {
+			release_pages(m->pages, m->npages);
+			return -ENOMEM;
+		}
+
+		write_lock(&m->lock);
+		if (xi_vmap_retry(kvm, seq, priv)) {
+			write_unlock(&m->lock);
+			vunmap(vaddr);
+			release_pages(m->pages, m->npages);
+			cond_resched();
+			continue;
+		}
+		old = m->vaddr;
+		m->vaddr = vaddr;
+		m->map.addr = vaddr + offset_in_page(m->gpa);
+		m->generation = generation;
+		m->mmu_seq = seq;
+		m->private_capable = priv;
+		m->valid = true;
+		write_unlock(&m->lock);
+
+		/*
+		 * No reference is kept: from now on the notifier invalidates
+		 * the mapping before any of these pages can go away.
+		 */
+		release_pages(m->pages, m->npages);
+		if (old)
+			vunmap(old);
+		return 0;
+	}
+	return -EAGAIN;
+}
+
+/**
+ * kvm_xvmap_refresh() - (re)build a mapping after kvm_xvmap_begin() failed
+ * @map: the mapping.
+ *
+ * Looks the range up in the current memslots and maps its pages again.
+ * Must not be called between kvm_xvmap_begin() and kvm_xvmap_end().  May
+ * sleep.
+ *
+ * Return: 0 when the mapping is usable again (call kvm_xvmap_begin()), or
+ *  * -ENXIO: part of the range is no longer in a user memslot;
+ *  * -EROFS: a writable mapping's range is now in a read-only memslot;
+ *  * -EPERM: part of the range is now private memory;
+ *  * -EOPNOTSUPP: a writable mapping's range is in a memslot with dirty
+ *    logging on and the VM uses the dirty ring;
+ *  * -ESRCH: the VM's owner exited;
+ *  * -EFAULT: the memslot's userspace mapping is gone (munmap);
+ *  * -ENOMEM, -EINTR, or -EAGAIN if invalidations kept racing the refresh.
+ *
+ * A mapping that failed to refresh stays unusable, but it may be refreshed
+ * again later, e.g. after the memslot is added back.
+ */
+int kvm_xvmap_refresh(struct kvm_xvmap *map)
+{
+	struct xi_vmap *m = to_xi_vmap(map);
+	struct mm_struct *mm = m->intf->kvm->mm;
+	int ret;
+
+	might_sleep();
+	lockdep_assert_not_held(&m->lock);
+	if (!mmget_not_zero(mm))
+		return -ESRCH;
+	mutex_lock(&m->refresh_lock);
+	/* Another thread may have refreshed it while we waited. */
+	ret = kvm_xvmap_begin(map);
+	if (ret >= 0) {
+		kvm_xvmap_end(map, ret);
+		ret = 0;
+	} else {
+		ret = xi_vmap_refresh_locked(m, mm);
+	}
+	mutex_unlock(&m->refresh_lock);
+	mmput(mm);
+	return ret;
+}
+EXPORT_SYMBOL_NS_GPL(kvm_xvmap_refresh, KVM_XINTERFACE);
+
+/**
+ * kvm_xvmap_begin() - start an access through a mapping
+ * @map: the mapping.
+ *
+ * On success @map->addr may be read (and written, for a writable mapping)
+ * until kvm_xvmap_end().  The section is atomic: no sleeping, no user
+ * access, no page faults; keep it short, since it delays memslot updates
+ * and the VM's MMU notifier.  Nests like a read lock; not for interrupt
+ * context.
+ *
+ * Return: a cookie (>= 0) for kvm_xvmap_end(), or -EAGAIN if the mapping
+ * was invalidated (memslot change, MMU-notifier invalidation of the
+ * backing, the VM's mm exiting, private/shared conversion): call
+ * kvm_xvmap_refresh() and begin again.
+ */
+int kvm_xvmap_begin(struct kvm_xvmap *map)
+{
+	struct xi_vmap *m = to_xi_vmap(map);
+	struct kvm *kvm = m->intf->kvm;
+	int idx;
+
+	idx = srcu_read_lock(&kvm->srcu);
+	read_lock(&m->lock);
+	if (xi_vmap_usable(m))
+		return idx;
+	read_unlock(&m->lock);
+	srcu_read_unlock(&kvm->srcu, idx);
+	return -EAGAIN;
+}
+EXPORT_SYMBOL_NS_GPL(kvm_xvmap_begin, KVM_XINTERFACE);
+
+/**
+ * kvm_xvmap_end() - end an access begun by kvm_xvmap_begin()
+ * @map: the mapping.
+ * @idx: the cookie kvm_xvmap_begin() returned.
+ */
+void kvm_xvmap_end(struct kvm_xvmap *map, int idx)
+{
+	struct xi_vmap *m = to_xi_vmap(map);
+
+	lockdep_assert_held_read(&m->lock);
+	read_unlock(&m->lock);
+	srcu_read_unlock(&m->intf->kvm->srcu, idx);
+}
+EXPORT_SYMBOL_NS_GPL(kvm_xvmap_end, KVM_XINTERFACE);
+
+/**
+ * kvm_xvmap_mark_dirty() - report writes made through a mapping
+ * @map: a mapping created with KVM_XVMAP_WRITE.
+ * @offset: offset of the first byte written, from @map->addr.
+ * @len: number of bytes written.
+ *
+ * Marks the pages in the memslots' dirty bitmaps, as kvm_xinterface_copy_to()
+ * does.  Call it inside the access section that wrote, before
+ * kvm_xvmap_end().  A range beyond the mapping is clipped to it.
+ */
+void kvm_xvmap_mark_dirty(struct kvm_xvmap *map, size_t offset, size_t len)
+{
+	struct xi_vmap *m = to_xi_vmap(map);
+	size_t start, end;
+	unsigned int i;
+
+	lockdep_assert_held_read(&m->lock);
+	if (WARN_ON_ONCE(!m->write) || offset >= map->len)
+		return;
+	len = min(len, map->len - offset);
+	start = offset_in_page(m->gpa) + offset;
+	end = start + len;
+	for (i = 0; i < m->nr_runs; i++) {
+		struct xi_vmap_run *r = &m->runs[i];
+		size_t rs = r->offset, re = r->offset + (r->hva_end - r->hva);
+		size_t s = max(rs, start), e = min(re, end);
+
+		if (s < e)
+			xi_mark_dirty(r->slot, r->gpa + (s - rs), e - s);
+	}
+}
+EXPORT_SYMBOL_NS_GPL(kvm_xvmap_mark_dirty, KVM_XINTERFACE);
+
+static void xi_vmap_release(struct kref *kref)
+{
+	struct xi_vmap *m = container_of(kref, struct xi_vmap, kref);
+	struct kvm *kvm = m->intf->kvm;
+
+	spin_lock(&kvm->xi_lock);
+	list_del(&m->link);
+	spin_unlock(&kvm->xi_lock);
+	if (m->vaddr)
+		vunmap(m->vaddr);
+	kvfree(m->runs);
+	kvfree(m->pages);
+	mutex_destroy(&m->refresh_lock);
+	kvm_xinterface_put(m->intf);
+	kfree(m);
+}
+
+/**
+ * kvm_xvmap_get() - take a reference on a mapping
+ * @map: the mapping; the caller must already hold a reference.
+ *
+ * Return: @map.
+ */
+struct kvm_xvmap *kvm_xvmap_get(struct kvm_xvmap *map)
+{
+	kref_get(&to_xi_vmap(map)->kref);
+	return map;
+}
+EXPORT_SYMBOL_NS_GPL(kvm_xvmap_get, KVM_XINTERFACE);
+
+/**
+ * kvm_xvmap_put() - drop a reference on a mapping
+ * @map: the mapping.
+ *
+ * The last put unmaps it and drops its reference on the binding.  May
+ * sleep; not inside an access section.
+ */
+void kvm_xvmap_put(struct kvm_xvmap *map)
+{
+	might_sleep();
+	kref_put(&to_xi_vmap(map)->kref, xi_vmap_release);
+}
+EXPORT_SYMBOL_NS_GPL(kvm_xvmap_put, KVM_XINTERFACE);
+
+/**
+ * kvm_xinterface_vmap() - map a guest physical range into the kernel
+ * @intf: the binding.
+ * @gpa: guest physical address of the first byte; any alignment.
+ * @len: length in bytes, at least 1; may span pages and adjacent memslots.
+ * @flags: 0 for a read-only mapping, or KVM_XVMAP_WRITE.
+ *
+ * The mapping holds a reference on the binding but none on the pages: they
+ * stay movable (migration, compaction, KSM, THP) and the mapping is
+ * invalidated instead, see struct kvm_xvmap for the access protocol.  A
+ * read-only mapping of a range the guest has never written may map the
+ * zero page until the guest writes it.  Works from any context that may
+ * sleep.
+ *
+ * Return: the mapping (drop it with kvm_xvmap_put()), or ERR_PTR() of
+ * -EINVAL (bad @flags or @len 0), -EOVERFLOW (as for copies), -ENOMEM, or
+ * an error of kvm_xvmap_refresh().
+ */
+struct kvm_xvmap *kvm_xinterface_vmap(struct kvm_xinterface *intf, u64 gpa,
+				      size_t len, unsigned int flags)
+{
+	struct kvm *kvm = intf->kvm;
+	struct xi_vmap *m;
+	int ret;
+
+	might_sleep();
+	if ((flags & ~KVM_XVMAP_WRITE) || !len)
+		return ERR_PTR(-EINVAL);
+	ret = xi_check_range(gpa, len);
+	if (ret)
+		return ERR_PTR(ret);
+
+	m = kzalloc(sizeof(*m), GFP_KERNEL_ACCOUNT);
+	if (!m)
+		return ERR_PTR(-ENOMEM);
+	m->npages = (offset_in_page(gpa) + len + PAGE_SIZE - 1) >> PAGE_SHIFT;
+	m->pages = kvmalloc_array(m->npages, sizeof(*m->pages),
+				  GFP_KERNEL_ACCOUNT);
+	m->runs = kvmalloc_array(m->npages, sizeof(*m->runs),
+				 GFP_KERNEL_ACCOUNT);
+	if (!m->pages || !m->runs) {
+		kvfree(m->pages);
+		kvfree(m->runs);
+		kfree(m);
+		return ERR_PTR(-ENOMEM);
+	}
+	kref_init(&m->kref);
+	mutex_init(&m->refresh_lock);
+	rwlock_init(&m->lock);
+	m->gpa = gpa;
+	m->write = flags & KVM_XVMAP_WRITE;
+	m->map.len = len;
+	m->intf = kvm_xinterface_get(intf);
+
+	spin_lock(&kvm->xi_lock);
+	list_add(&m->link, &kvm->xi_vmaps);
+	spin_unlock(&kvm->xi_lock);
+
+	ret = kvm_xvmap_refresh(&m->map);
+	if (ret) {
+		kvm_xvmap_put(&m->map);
+		return ERR_PTR(ret);
+	}
+	return &m->map;
+}
+EXPORT_SYMBOL_NS_GPL(kvm_xinterface_vmap, KVM_XINTERFACE);
+
+/*
+ * sg: guest ranges as a scatter-gather table, pages pinned with FOLL_PIN
+ * for the life of the table (the pin a DMA target needs: pinned pages are
+ * not migrated, and a COW break cannot move the guest's view away from
+ * them, see Documentation/core-api/pin_user_pages.rst).
+ */
+struct xi_sg {
+	struct kvm_xsg xsg;
+	struct kvm_xinterface *intf;
+	bool write;
+	unsigned long npages;
+	struct page **pages;
+	unsigned int nr;
+	struct kvm_xrange ranges[] __counted_by(nr);
+};
+
+static unsigned long xi_range_pages(const struct kvm_xrange *r)
+{
+	return (offset_in_page(r->gpa) + r->len + PAGE_SIZE - 1) >> PAGE_SHIFT;
+}
+
+/* Entries for @n pages: physically contiguous pages share one. */
+static unsigned int xi_sg_segments(struct page **pages, unsigned long n)
+{
+	unsigned int segs = 1;
+	unsigned long i;
+
+	for (i = 1; i < n; i++)
+		if (page_to_pfn(pages[i]) != page_to_pfn(pages[i - 1]) + 1)
+			segs++;
+	return segs;
+}
+
+/* Describe the pinned pages of one range; returns the next entry. */
+static struct scatterlist *xi_sg_fill(struct scatterlist *sg,
+				      struct page **pages,
+				      const struct kvm_xrange *r)
+{
+	unsigned long n = xi_range_pages(r), i = 0;
+	size_t off = offset_in_page(r->gpa), left = r->len;
+
+	while (i < n) {
+		unsigned long first = i;
+		size_t seg;
+
+		while (i + 1 < n &&
+		       page_to_pfn(pages[i + 1]) == page_to_pfn(pages[i]) + 1)
+			i++;
+		i++;
+		seg = min_t(size_t, left, ((i - first) << PAGE_SHIFT) - off);
+		sg_set_page(sg, pages[first], seg, off);
+		off = 0;
+		left -= seg;
+		sg = sg_next(sg);
+	}
+	return sg;
+}
+
+/* Pin the pages of one range; under kvm->srcu and mmap_lock. */
+static int xi_sg_pin(struct kvm *kvm, struct mm_struct *mm,
+		     const struct kvm_xrange *r, bool write,
+		     struct page **pages, unsigned long *pinned)
+{
+	bool dirty_ring = READ_ONCE(kvm->dirty_ring_size);
+	unsigned int gup = write ? FOLL_WRITE : 0;
+	u64 gpa = r->gpa & PAGE_MASK;
+	size_t len = xi_range_pages(r) << PAGE_SHIFT;
+	int ret = 0;
+
+	while (len && !ret) {
+		struct kvm_memory_slot *slot;
+		gfn_t gfn = gpa >> PAGE_SHIFT;
+		unsigned long hva, end;
+		size_t run, i;
+
+		slot = __gfn_to_memslot(kvm_memslots(kvm), gfn);
+		ret = xi_slot_check(slot, write, dirty_ring);
+		if (ret)
+			break;
+		run = xi_slot_run(slot->base_gfn, slot->npages, gpa, len);
+		if (kvm_slot_can_be_private(slot))
+			for (i = 0; i < run >> PAGE_SHIFT && !ret; i++)
+				if (kvm_mem_is_private(kvm, gfn + i))
+					ret = -EPERM;
+		hva = __gfn_to_hva_memslot(slot, gfn);
+		end = hva + run;
+		while (hva < end && !ret) {
+			long n = pin_user_pages_remote(mm, hva,
+						       (end - hva) >> PAGE_SHIFT,
+						       gup, pages + *pinned,
+						       NULL);
+			if (n <= 0) {
+				ret = -EFAULT;
+				break;
+			}
+			*pinned += n;
+			hva += n << PAGE_SHIFT;
+		}
+		gpa += run;
+		len -= run;
+	}
+	return ret;
+}
+
+/**
+ * kvm_xinterface_sg() - pin guest ranges and describe them as an sg_table
+ * @intf: the binding.
+ * @ranges: the guest ranges, in order; each 1 byte or more, any alignment,
+ *	may span pages and adjacent memslots.
+ * @nr: number of ranges, 1 to 1024.
+ * @dir: DMA_TO_DEVICE (the device reads guest memory), DMA_FROM_DEVICE or
+ *	DMA_BIDIRECTIONAL (the device writes it: the ranges must be
+ *	writable, as for kvm_xinterface_copy_to()).
+ *
+ * The pages are pinned with FOLL_PIN until kvm_xsg_free(), so the table
+ * can be handed to dma_map_sgtable() or the sg_copy_*() helpers; adjacent
+ * physically contiguous pages share an entry.  The pins are short-term
+ * (no FOLL_LONGTERM): use the table for one I/O and free it, since pinned
+ * pages block migration and compaction.  A private/shared conversion or a
+ * memslot change after this call does not affect the pinned pages: the
+ * table describes the guest memory as it was when it was built.  Works
+ * from any context that may sleep.
+ *
+ * Return: the table, or ERR_PTR() of -EINVAL (bad @nr, @dir or an empty
+ * range), -EOVERFLOW (a range overflows, or the total exceeds MAX_RW_COUNT),
+ * -ENOMEM, or the errors of kvm_xinterface_copy_to() (writable) or
+ * kvm_xinterface_copy_from() (read-only) except -EAGAIN.
+ */
+struct kvm_xsg *kvm_xinterface_sg(struct kvm_xinterface *intf,
+				  const struct kvm_xrange *ranges,
+				  unsigned int nr, enum dma_data_direction dir)
+{
+	struct kvm *kvm = intf->kvm;
+	struct mm_struct *mm = kvm->mm;
+	unsigned long npages = 0, pinned = 0;
+	unsigned int i, nents = 0;
+	struct scatterlist *sg;
+	size_t total = 0;
+	struct xi_sg *s;
+	int ret, idx;
+
+	might_sleep();
+	if (!nr || nr > XI_SG_MAX_RANGES || !valid_dma_direction(dir))
+		return ERR_PTR(-EINVAL);
+	for (i = 0; i < nr; i++) {
+		if (!ranges[i].len)
+			return ERR_PTR(-EINVAL);
+		ret = xi_check_range(ranges[i].gpa, ranges[i].len);
+		if (ret)
+			return ERR_PTR(ret);
+		total += ranges[i].len;
+		if (total > MAX_RW_COUNT)
+			return ERR_PTR(-EOVERFLOW);
+		npages += xi_range_pages(&ranges[i]);
+	}
+
+	s = kzalloc(struct_size(s, ranges, nr), GFP_KERNEL_ACCOUNT);
+	if (!s)
+		return ERR_PTR(-ENOMEM);
+	s->nr = nr;
+	memcpy(s->ranges, ranges, nr * sizeof(*ranges));
+	s->write = dir != DMA_TO_DEVICE;
+	s->npages = npages;
+	s->pages = kvmalloc_array(npages, sizeof(*s->pages), GFP_KERNEL_ACCOUNT);
+	if (!s->pages) {
+		ret = -ENOMEM;
+		goto err_free;
+	}
+
+	if (!mmget_not_zero(mm)) {
+		ret = -ESRCH;
+		goto err_free;
+	}
+	/* The order of the fault path: kvm->srcu, then mmap_lock. */
+	idx = srcu_read_lock(&kvm->srcu);
+	if (mmap_read_lock_killable(mm)) {
+		ret = -EINTR;
+	} else {
+		for (i = 0, ret = 0; i < nr && !ret; i++)
+			ret = xi_sg_pin(kvm, mm, &ranges[i], s->write,
+					s->pages, &pinned);
+		mmap_read_unlock(mm);
+	}
+	srcu_read_unlock(&kvm->srcu, idx);
+	mmput(mm);
+	if (ret)
+		goto err_unpin;
+
+	for (i = 0, pinned = 0; i < nr; i++) {
+		unsigned long n = xi_range_pages(&ranges[i]);
+
+		nents += xi_sg_segments(s->pages + pinned, n);
+		pinned += n;
+	}
+	ret = sg_alloc_table(&s->xsg.sgt, nents, GFP_KERNEL_ACCOUNT);
+	if (ret)
+		goto err_unpin;
+	sg = s->xsg.sgt.sgl;
+	for (i = 0, pinned = 0; i < nr; i++) {
+		sg = xi_sg_fill(sg, s->pages + pinned, &ranges[i]);
+		pinned += xi_range_pages(&ranges[i]);
+	}
+	s->intf = kvm_xinterface_get(intf);
+	return &s->xsg;
+
+err_unpin:
+	unpin_user_pages(s->pages, pinned);
+err_free:
+	kvfree(s->pages);
+	kfree(s);
+	return ERR_PTR(ret);
+}
+EXPORT_SYMBOL_NS_GPL(kvm_xinterface_sg, KVM_XINTERFACE);
+
+/* Report a writable table's pages to dirty logging, in today's memslots. */
+static void xi_sg_mark_dirty(struct xi_sg *s)
+{
+	struct kvm *kvm = s->intf->kvm;
+	unsigned int i;
+	int idx;
+
+	idx = srcu_read_lock(&kvm->srcu);
+	for (i = 0; i < s->nr; i++) {
+		u64 gpa = s->ranges[i].gpa;
+		size_t len = s->ranges[i].len;
+
+		while (len) {
+			struct kvm_memory_slot *slot;
+			size_t run;
+
+			slot = __gfn_to_memslot(kvm_memslots(kvm),
+						gpa >> PAGE_SHIFT);
+			if (xi_slot_check(slot, true, false)) {
+				run = min_t(size_t, len,
+					    PAGE_SIZE - offset_in_page(gpa));
+			} else {
+				run = xi_slot_run(slot->base_gfn,
+						  slot->npages, gpa, len);
+				xi_mark_dirty(slot, gpa, run);
+			}
+			gpa += run;
+			len -= run;
+		}
+	}
+	srcu_read_unlock(&kvm->srcu, idx);
+}
+
+/**
+ * kvm_xsg_free() - release a table from kvm_xinterface_sg()
+ * @sg: the table; unmap it from any device first.
+ *
+ * Unpins the pages.  For a table built for DMA_FROM_DEVICE or
+ * DMA_BIDIRECTIONAL the pages are marked dirty, both for the kernel
+ * (set_page_dirty) and in the memslots' dirty bitmaps, since the device
+ * may have written them.  May sleep.
+ */
+void kvm_xsg_free(struct kvm_xsg *sg)
+{
+	struct xi_sg *s = container_of(sg, struct xi_sg, xsg);
+
+	might_sleep();
+	if (s->write)
+		xi_sg_mark_dirty(s);
+	sg_free_table(&sg->sgt);
+	unpin_user_pages_dirty_lock(s->pages, s->npages, s->write);
+	kvm_xinterface_put(s->intf);
+	kvfree(s->pages);
+	kfree(s);
+}
+EXPORT_SYMBOL_NS_GPL(kvm_xsg_free, KVM_XINTERFACE);
 
 #ifdef CONFIG_KVM_XINTERFACE_KUNIT_TEST
 #include "xinterface_test.c"

@@ -105,12 +105,64 @@ static void xi_test_bind_not_kvm(struct kunit *test)
 	KUNIT_EXPECT_EQ(test, PTR_ERR(kvm_xinterface_bind(-1)), -EBADF);
 }
 
+static void xi_test_vmap_overlaps(struct kunit *test)
+{
+	struct xi_vmap_run runs[2] = {
+		{ .hva = 0x10000, .hva_end = 0x12000 },
+		{ .hva = 0x40000, .hva_end = 0x41000 },
+	};
+	struct xi_vmap m = { .runs = runs, .nr_runs = 2 };
+
+	/* The notifier's [start, end) against each run's [hva, hva_end). */
+	KUNIT_EXPECT_TRUE(test, xi_vmap_overlaps(&m, 0x11fff, 0x12000));
+	KUNIT_EXPECT_TRUE(test, xi_vmap_overlaps(&m, 0x0, 0x10001));
+	KUNIT_EXPECT_TRUE(test, xi_vmap_overlaps(&m, 0x40fff, 0x50000));
+	KUNIT_EXPECT_TRUE(test, xi_vmap_overlaps(&m, 0, ULONG_MAX));
+	KUNIT_EXPECT_FALSE(test, xi_vmap_overlaps(&m, 0x12000, 0x40000));
+	KUNIT_EXPECT_FALSE(test, xi_vmap_overlaps(&m, 0x0, 0x10000));
+	KUNIT_EXPECT_FALSE(test, xi_vmap_overlaps(&m, 0x41000, ULONG_MAX));
+	m.nr_runs = 0;
+	KUNIT_EXPECT_FALSE(test, xi_vmap_overlaps(&m, 0, ULONG_MAX));
+}
+
+static void xi_test_sg_fill(struct kunit *test)
+{
+	struct page *quad = alloc_pages(GFP_KERNEL, 2);
+	struct kvm_xrange r = { .gpa = 0x1000 + 100, .len = 3 * PAGE_SIZE };
+	struct page *pages[4];
+	struct scatterlist sg[4], *end;
+
+	KUNIT_ASSERT_NOT_NULL(test, quad);
+	/* 4 pages: two contiguous, then two that are not (descending). */
+	pages[0] = quad;
+	pages[1] = quad + 1;
+	pages[2] = quad + 3;
+	pages[3] = quad + 2;
+	KUNIT_EXPECT_EQ(test, xi_range_pages(&r), 4);
+	KUNIT_EXPECT_EQ(test, xi_sg_segments(pages, 4), 3);
+
+	sg_init_table(sg, 4);
+	end = xi_sg_fill(sg, pages, &r);
+	KUNIT_EXPECT_PTR_EQ(test, end, &sg[3]);
+	KUNIT_EXPECT_PTR_EQ(test, sg_page(&sg[0]), quad);
+	KUNIT_EXPECT_EQ(test, sg[0].offset, 100);
+	KUNIT_EXPECT_EQ(test, sg[0].length, 2 * PAGE_SIZE - 100);
+	KUNIT_EXPECT_PTR_EQ(test, sg_page(&sg[1]), quad + 3);
+	KUNIT_EXPECT_EQ(test, sg[1].offset, 0);
+	KUNIT_EXPECT_EQ(test, sg[1].length, PAGE_SIZE);
+	KUNIT_EXPECT_PTR_EQ(test, sg_page(&sg[2]), quad + 2);
+	KUNIT_EXPECT_EQ(test, sg[2].length, 100);
+	__free_pages(quad, 2);
+}
+
 static struct kunit_case xi_test_cases[] = {
 	KUNIT_CASE(xi_test_check_range),
 	KUNIT_CASE(xi_test_slot_run),
 	KUNIT_CASE(xi_test_slot_check),
 	KUNIT_CASE(xi_test_mark_dirty),
 	KUNIT_CASE(xi_test_bind_not_kvm),
+	KUNIT_CASE(xi_test_vmap_overlaps),
+	KUNIT_CASE(xi_test_sg_fill),
 	{}
 };
 

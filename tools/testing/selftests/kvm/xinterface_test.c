@@ -64,7 +64,7 @@ static struct guest_cmd cmd;
 
 static uint8_t pat(uint64_t addr, uint64_t seed)
 {
-	return (uint8_t)(addr * 131 + seed * 7 + (addr >> 9));
+	return xi_test_pat(addr, seed);
 }
 
 static void guest_code(void)
@@ -225,6 +225,13 @@ static size_t mismatches(const uint8_t *buf, uint64_t gpa, size_t len,
 }
 
 /* ---- the cases ---- */
+
+static int xi_vmap(int xf, uint64_t gpa, uint64_t len, uint32_t flags);
+static int xi_vmap_rw(int xf, int ctx, int write, uint64_t off, void *buf,
+		      size_t len, uint32_t *refreshes);
+static int xi_sg(int xf, int ctx, int dir, struct xi_test_range *r, int nr,
+		 void *buf, size_t len, uint32_t *nents);
+enum { DIR_BIDI, DIR_TO_DEV, DIR_FROM_DEV, DIR_NONE };
 
 static void test_bind_errors(int xf, int vmfd)
 {
@@ -470,6 +477,30 @@ static void test_private(void)
 	    "private: shared gfns of the same slot: read matches guest (ret %d)",
 	    r);
 
+	/* vmap and sg follow the same rules. */
+	tap(xi_vmap(xf, GPA_PRIV + PG - 8, 16, 0) == -EPERM,
+	    "private: vmap of a range with a private gfn gives EPERM");
+	tap(xi_sg(xf, 0, DIR_TO_DEV,
+		  (struct xi_test_range[]){ { GPA_PRIV + 8, 8 } }, 1, buf, 8,
+		  NULL) == -EPERM,
+	    "private: sg over a private gfn gives EPERM");
+	r = xi_vmap(xf, GPA_PRIV + 2 * PG, PG, 1);
+	guest_exec(vm, vcpu, G_FILL, GPA_PRIV + 2 * PG, PG, 704);
+	r |= xi_vmap_rw(xf, XI_TEST_CTX_KTHREAD, 0, 0, buf, PG, NULL);
+	tap(r == 0 && !mismatches(buf, GPA_PRIV + 2 * PG, PG, 704),
+	    "private: vmap of shared gfns reads the guest's data (ret %d)", r);
+	vm_mem_set_private(vm, GPA_PRIV + 2 * PG, PG);
+	r = xi_vmap_rw(xf, XI_TEST_CTX_KTHREAD, 0, 0, buf, PG, NULL);
+	tap(r == -EPERM, "private: vmap after conversion to private gives EPERM (ret %d)", r);
+	guest_exec(vm, vcpu, G_FILL, GPA_PRIV + 2 * PG, PG, 705);
+	vm_mem_set_shared(vm, GPA_PRIV + 2 * PG, PG);
+	guest_exec(vm, vcpu, G_FILL, GPA_PRIV + 2 * PG, PG, 706);
+	r = xi_vmap_rw(xf, XI_TEST_CTX_WORKQUEUE, 0, 0, buf, PG, NULL);
+	tap(r == 0 && !mismatches(buf, GPA_PRIV + 2 * PG, PG, 706),
+	    "private: vmap after conversion back to shared reads the guest's new data (ret %d)",
+	    r);
+	TEST_ASSERT(!ioctl(xf, XI_TEST_VMAP_PUT), "vmap put");
+
 	/* Converted to shared, page 0 is reachable again. */
 	vm_mem_set_shared(vm, GPA_PRIV, PG);
 	fill(buf, GPA_PRIV, PG, 703);
@@ -687,6 +718,454 @@ static void test_module_pinning(void)
 	close(xf);
 }
 
+/* ---- copyv, the translation cache, vmap, sg ---- */
+
+#define SLOT_V		15		/* vmap tests: deleted, moved, re-added */
+#define GPA_V		0x10600000ull
+#define PAGES_V		8
+#define GPA_V_MOVED	0x10700000ull
+#define SLOT_S		16		/* stress regions */
+#define GPA_S		0x10800000ull
+#define PAGES_S		32
+#define SLOT_C		21		/* churned under the stress */
+#define GPA_C		0x11100000ull
+#define PAGES_C		2
+#define SEED_C		1700
+
+static int xi_copyv(int xf, int ctx, int write, struct xi_test_range *r,
+		    int nr, void *buf, size_t len, uint32_t flags)
+{
+	struct xi_test_copyv c = {
+		.ranges = (uintptr_t)r, .nr = nr, .ctx = ctx,
+		.buf = (uintptr_t)buf, .len = len, .write = write,
+		.flags = flags,
+	};
+
+	return ioctl(xf, XI_TEST_COPYV, &c) ? -errno : 0;
+}
+
+static struct xi_test_cache_stats xi_stats(int xf)
+{
+	struct xi_test_cache_stats s = {};
+
+	TEST_ASSERT(!ioctl(xf, XI_TEST_CACHE_STATS, &s), "cache stats");
+	return s;
+}
+
+static int xi_vmap(int xf, uint64_t gpa, uint64_t len, uint32_t flags)
+{
+	struct xi_test_vmap v = { .gpa = gpa, .len = len, .flags = flags };
+
+	return ioctl(xf, XI_TEST_VMAP, &v) ? -errno : 0;
+}
+
+/* Access through the mapping; *refreshes (if set) gets the refresh count. */
+static int xi_vmap_rw(int xf, int ctx, int write, uint64_t off, void *buf,
+		      size_t len, uint32_t *refreshes)
+{
+	struct xi_test_vmap_rw v = {
+		.offset = off, .buf = (uintptr_t)buf, .len = len,
+		.write = write, .ctx = ctx,
+	};
+	int ret = ioctl(xf, XI_TEST_VMAP_RW, &v) ? -errno : 0;
+
+	if (refreshes)
+		*refreshes = v.refreshes;
+	return ret;
+}
+
+static int xi_sg(int xf, int ctx, int dir, struct xi_test_range *r, int nr,
+		 void *buf, size_t len, uint32_t *nents)
+{
+	struct xi_test_sg s = {
+		.ranges = (uintptr_t)r, .nr = nr, .dir = dir,
+		.buf = (uintptr_t)buf, .len = len, .ctx = ctx,
+	};
+	int ret = ioctl(xf, XI_TEST_SG, &s) ? -errno : 0;
+
+	if (nents)
+		*nents = s.nents;
+	return ret;
+}
+
+static size_t ranges_len(const struct xi_test_range *r, int nr)
+{
+	size_t len = 0;
+
+	while (nr--)
+		len += r[nr].len;
+	return len;
+}
+
+static void fill_ranges(uint8_t *buf, const struct xi_test_range *r, int nr,
+			uint64_t seed)
+{
+	for (; nr--; buf += r->len, r++)
+		fill(buf, r->gpa, r->len, seed);
+}
+
+static size_t mismatches_ranges(const uint8_t *buf,
+				const struct xi_test_range *r, int nr,
+				uint64_t seed)
+{
+	size_t bad = 0;
+
+	for (; nr--; buf += r->len, r++)
+		bad += mismatches(buf, r->gpa, r->len, seed);
+	return bad;
+}
+
+static uint64_t guest_ranges(struct kvm_vm *vm, int op,
+			     const struct xi_test_range *r, int nr,
+			     uint64_t seed)
+{
+	uint64_t bad = 0;
+
+	for (; nr--; r++)
+		bad += guest_exec(vm, vcpu_main, op, r->gpa, r->len, seed);
+	return bad;
+}
+
+/* A descriptor chain: unaligned, page-crossing, and crossing A -> B. */
+static struct xi_test_range chain[] = {
+	{ GPA_A + 100, 700 },
+	{ GPA_B - 300, 900 },
+	{ GPA_A + 5 * PG + 4000, 200 },
+};
+
+static void test_copyv(struct kvm_vm *vm, int xf)
+{
+	static const uint32_t flags[] = {
+		XI_TEST_F_CACHE, XI_TEST_F_CACHE | XI_TEST_F_USE_MM,
+		XI_TEST_F_USE_MM,
+	};
+	size_t len = ranges_len(chain, 3);
+	uint8_t *buf = malloc(len);
+	struct xi_test_range hole[2] = { chain[0], { GPA_HOLE + 8, 8 } };
+	int ctx, ret;
+
+	for (ctx = 0; ctx < XI_TEST_CTX_NR; ctx++) {
+		fill_ranges(buf, chain, 3, 1000 + ctx);
+		ret = xi_copyv(xf, ctx, 1, chain, 3, buf, len, flags[ctx]);
+		tap(ret == 0 && !guest_ranges(vm, G_VERIFY, chain, 3, 1000 + ctx),
+		    "copyv %s (flags %#x): 3-range chain scattered, guest verifies (ret %d)",
+		    ctx_name[ctx], flags[ctx], ret);
+		guest_ranges(vm, G_FILL, chain, 3, 1010 + ctx);
+		memset(buf, 0, len);
+		ret = xi_copyv(xf, ctx, 0, chain, 3, buf, len, flags[ctx]);
+		tap(ret == 0 && !mismatches_ranges(buf, chain, 3, 1010 + ctx),
+		    "copyv %s (flags %#x): chain gathered matches guest (ret %d)",
+		    ctx_name[ctx], flags[ctx], ret);
+	}
+	tap(xi_copyv(xf, XI_TEST_CTX_CALLER, 0, chain, 3, buf, len,
+		     XI_TEST_F_USE_MM) == -EINVAL,
+	    "use_mm outside a kthread gives EINVAL");
+	tap(xi_copyv(xf, XI_TEST_CTX_KTHREAD, 0, chain, 3, buf, len - 1, 0) == -EINVAL,
+	    "copyv: buffer length not the chain's length gives EINVAL");
+	tap(xi_copyv(xf, XI_TEST_CTX_KTHREAD, 1, hole, 2, buf,
+		     ranges_len(hole, 2), XI_TEST_F_CACHE) == -ENXIO,
+	    "copyv: a range in a hole gives ENXIO");
+	free(buf);
+}
+
+static void test_cache(struct kvm_vm *vm, int xf)
+{
+	struct xi_test_cache_stats s;
+	struct xi_test_range r = { GPA_DIRTY + 7 * PG + 5, 64 };
+	uint8_t buf[64];
+	int i, ret = 0;
+
+	xi_stats(xf);
+	guest_exec(vm, vcpu_main, G_FILL, r.gpa, r.len, 1100);
+	ret |= xi_copyv(xf, XI_TEST_CTX_KTHREAD, 0, &r, 1, buf, 64, XI_TEST_F_CACHE);
+	s = xi_stats(xf);
+	tap(!ret && s.misses == 1 && s.hits == 0 && !mismatches(buf, r.gpa, 64, 1100),
+	    "cache: first access to a slot is a miss (%llu hits, %llu misses)",
+	    s.hits, s.misses);
+	for (i = 0; i < 100; i++)
+		ret |= xi_copyv(xf, i % 3, 0, &r, 1, buf, 64, XI_TEST_F_CACHE);
+	s = xi_stats(xf);
+	tap(!ret && s.misses == 0 && s.hits == 100 && !mismatches(buf, r.gpa, 64, 1100),
+	    "cache: 100 repeated accesses from 3 contexts all hit (%llu hits, %llu misses)",
+	    s.hits, s.misses);
+
+	/* Any memslot change, even of another slot, bumps the generation. */
+	vm_mem_region_set_flags(vm, SLOT_B, KVM_MEM_LOG_DIRTY_PAGES);
+	guest_exec(vm, vcpu_main, G_FILL, r.gpa, r.len, 1101);
+	ret |= xi_copyv(xf, XI_TEST_CTX_WORKQUEUE, 0, &r, 1, buf, 64, XI_TEST_F_CACHE);
+	ret |= xi_copyv(xf, XI_TEST_CTX_CALLER, 0, &r, 1, buf, 64, XI_TEST_F_CACHE);
+	s = xi_stats(xf);
+	tap(!ret && s.misses == 1 && s.hits == 1 && !mismatches(buf, r.gpa, 64, 1101),
+	    "cache: miss after a memslot change, then hit, data current (%llu hits, %llu misses)",
+	    s.hits, s.misses);
+	vm_mem_region_set_flags(vm, SLOT_B, 0);
+}
+
+static uint64_t vmap_gen;	/* seeds for the vmap cases */
+
+/* The guest fills the mapped range; the host must read exactly that. */
+static bool vmap_guest_to_host(struct kvm_vm *vm, int xf, uint64_t gpa,
+			       size_t len, int ctx, uint32_t *refreshes)
+{
+	uint8_t *buf = malloc(len);
+	uint64_t seed = 1200 + vmap_gen++;
+	bool ok;
+
+	guest_exec(vm, vcpu_main, G_FILL, gpa, len, seed);
+	ok = !xi_vmap_rw(xf, ctx, 0, 0, buf, len, refreshes) &&
+	     !mismatches(buf, gpa, len, seed);
+	free(buf);
+	return ok;
+}
+
+static bool vmap_host_to_guest(struct kvm_vm *vm, int xf, uint64_t gpa,
+			       size_t len, int ctx)
+{
+	uint8_t *buf = malloc(len);
+	uint64_t seed = 1200 + vmap_gen++;
+	bool ok;
+
+	fill(buf, gpa, len, seed);
+	ok = !xi_vmap_rw(xf, ctx, 1, 0, buf, len, NULL) &&
+	     !guest_exec(vm, vcpu_main, G_VERIFY, gpa, len, seed);
+	free(buf);
+	return ok;
+}
+
+static void test_vmap(struct kvm_vm *vm, int xf)
+{
+	uint64_t gpa = GPA_V + 300;
+	size_t len = 3 * PG, zlen = 64;
+	unsigned long bmap[1] = {};
+	uint8_t *hva = addr_gpa2hva(vm, GPA_V), zero[64] = {}, buf[64];
+	uint32_t rf = 0;
+	int ctx, ret;
+
+	tap(xi_vmap(xf, gpa, len, 1) == 0, "vmap: 3-page unaligned ring mapped");
+	for (ctx = 0; ctx < XI_TEST_CTX_NR; ctx++) {
+		tap(vmap_guest_to_host(vm, xf, gpa, len, ctx, &rf) && rf == 0,
+		    "vmap %s: host reads what the guest wrote, no refresh needed",
+		    ctx_name[ctx]);
+		tap(vmap_host_to_guest(vm, xf, gpa, len, ctx),
+		    "vmap %s: guest reads what the host wrote", ctx_name[ctx]);
+	}
+
+	/* Enabling dirty logging changes the memslot generation. */
+	vm_mem_region_set_flags(vm, SLOT_V, KVM_MEM_LOG_DIRTY_PAGES);
+	kvm_vm_get_dirty_log(vm, SLOT_V, bmap);
+	fill(buf, gpa + PG + 10, 20, 1250);
+	ret = xi_vmap_rw(xf, XI_TEST_CTX_KTHREAD, 1, PG + 10, buf, 20, &rf);
+	kvm_vm_get_dirty_log(vm, SLOT_V, bmap);
+	tap(ret == 0 && rf >= 1 && bmap[0] == 2 &&
+	    !guest_exec(vm, vcpu_main, G_VERIFY, gpa + PG + 10, 20, 1250),
+	    "vmap: after logging is enabled the write refreshes, lands and dirties page 1 only (bitmap %#lx, %u refreshes)",
+	    bmap[0], rf);
+	vm_mem_region_set_flags(vm, SLOT_V, 0);
+
+	/*
+	 * MADV_DONTNEED frees the pages: the mapping must not show them.
+	 * First bring the mapping up to date, so only the notifier can
+	 * tell it the pages went away.
+	 */
+	tap(vmap_guest_to_host(vm, xf, gpa, len, XI_TEST_CTX_KTHREAD, &rf),
+	    "vmap: valid again after logging is disabled (%u refreshes)", rf);
+	TEST_ASSERT(!madvise(hva, PAGES_V * PG, MADV_DONTNEED), "madvise");
+	ret = xi_vmap_rw(xf, XI_TEST_CTX_KTHREAD, 0, 0, buf, zlen, &rf);
+	tap(ret == 0 && rf >= 1 && !memcmp(buf, zero, zlen),
+	    "vmap: after MADV_DONTNEED the host reads the new zero pages (%u refreshes)",
+	    rf);
+	tap(vmap_guest_to_host(vm, xf, gpa, len, XI_TEST_CTX_WORKQUEUE, NULL),
+	    "vmap: after MADV_DONTNEED host reads the guest's new writes");
+
+	/* munmap: the slot's userspace mapping is gone. */
+	TEST_ASSERT(!munmap(hva, PAGES_V * PG), "munmap");
+	ret = xi_vmap_rw(xf, XI_TEST_CTX_KTHREAD, 0, 0, buf, zlen, NULL);
+	tap(ret == -EFAULT, "vmap: backing munmapped gives EFAULT (ret %d)", ret);
+	TEST_ASSERT(mmap(hva, PAGES_V * PG, PROT_READ | PROT_WRITE,
+			 MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0) == hva,
+		    "mmap back");
+	tap(vmap_guest_to_host(vm, xf, gpa, len, XI_TEST_CTX_CALLER, NULL) &&
+	    vmap_host_to_guest(vm, xf, gpa, len, XI_TEST_CTX_KTHREAD),
+	    "vmap: backing mapped again: recovers both ways");
+
+	/* Memslot move and delete: the range becomes a hole. */
+	vm_mem_region_move(vm, SLOT_V, GPA_V_MOVED);
+	ret = xi_vmap_rw(xf, XI_TEST_CTX_CALLER, 0, 0, buf, zlen, NULL);
+	tap(ret == -ENXIO, "vmap: memslot moved away gives ENXIO (ret %d)", ret);
+	vm_mem_region_move(vm, SLOT_V, GPA_V);
+	tap(vmap_guest_to_host(vm, xf, gpa, len, XI_TEST_CTX_KTHREAD, NULL),
+	    "vmap: memslot moved back: recovers");
+	vm_mem_region_delete(vm, SLOT_V);
+	ret = xi_vmap_rw(xf, XI_TEST_CTX_WORKQUEUE, 1, 0, buf, zlen, NULL);
+	tap(ret == -ENXIO, "vmap: memslot deleted gives ENXIO (ret %d)", ret);
+	vm_userspace_mem_region_add(vm, VM_MEM_SRC_ANONYMOUS, GPA_V, SLOT_V,
+				    PAGES_V, 0);
+	tap(vmap_guest_to_host(vm, xf, gpa, len, XI_TEST_CTX_KTHREAD, NULL) &&
+	    vmap_host_to_guest(vm, xf, gpa, len, XI_TEST_CTX_WORKQUEUE),
+	    "vmap: memslot re-added with new memory: recovers both ways");
+
+	/* A mapping across adjacent slots. */
+	tap(xi_vmap(xf, GPA_B - 1000, 2 * PG, 1) == 0 &&
+	    vmap_host_to_guest(vm, xf, GPA_B - 1000, 2 * PG, XI_TEST_CTX_KTHREAD) &&
+	    vmap_guest_to_host(vm, xf, GPA_B - 1000, 2 * PG, XI_TEST_CTX_CALLER, NULL),
+	    "vmap: range across adjacent memslots works both ways");
+
+	tap(xi_vmap(xf, GPA_RO + 8, PG, 0) == 0 &&
+	    xi_vmap_rw(xf, XI_TEST_CTX_KTHREAD, 0, 0, buf, 64, NULL) == 0 &&
+	    !mismatches(buf, GPA_RO + 8, 64, 500),
+	    "vmap: read-only mapping of a read-only slot reads its contents");
+	tap(xi_vmap(xf, GPA_RO, PG, 1) == -EROFS,
+	    "vmap: writable mapping of a read-only slot gives EROFS");
+	tap(xi_vmap(xf, GPA_HOLE - 8, 16, 0) == -ENXIO,
+	    "vmap: range into a hole gives ENXIO");
+	tap(xi_vmap(xf, ~0ull - 8, 64, 0) == -EOVERFLOW,
+	    "vmap: wrapping range gives EOVERFLOW");
+	tap(xi_vmap(xf, GPA_A, 0, 0) == -EINVAL &&
+	    xi_vmap(xf, GPA_A, 8, 0x80) == -EINVAL,
+	    "vmap: zero length or unknown flags give EINVAL");
+	TEST_ASSERT(!ioctl(xf, XI_TEST_VMAP_PUT), "vmap put");
+}
+
+static void test_sg(struct kvm_vm *vm, int xf)
+{
+	size_t len = ranges_len(chain, 3);
+	uint8_t *buf = malloc(len);
+	struct xi_test_range dr[2] = {
+		{ GPA_DIRTY + 2 * PG + 8, 100 },
+		{ GPA_DIRTY + 5 * PG + PG - 50, 100 },	/* pages 5 and 6 */
+	};
+	struct xi_test_range ro = { GPA_RO + 16, 64 };
+	unsigned long bmap[1];
+	uint32_t nents = 0;
+	int ctx, ret;
+
+	for (ctx = 0; ctx < XI_TEST_CTX_NR; ctx++) {
+		fill_ranges(buf, chain, 3, 1300 + ctx);
+		ret = xi_sg(xf, ctx, ctx == 1 ? DIR_BIDI : DIR_FROM_DEV, chain,
+			    3, buf, len, &nents);
+		tap(ret == 0 && nents >= 3 &&
+		    !guest_ranges(vm, G_VERIFY, chain, 3, 1300 + ctx),
+		    "sg %s: scatter into a fragmented chain, guest verifies (%u entries, ret %d)",
+		    ctx_name[ctx], nents, ret);
+		guest_ranges(vm, G_FILL, chain, 3, 1310 + ctx);
+		memset(buf, 0, len);
+		ret = xi_sg(xf, ctx, DIR_TO_DEV, chain, 3, buf, len, NULL);
+		tap(ret == 0 && !mismatches_ranges(buf, chain, 3, 1310 + ctx),
+		    "sg %s: gather of the chain matches the guest (ret %d)",
+		    ctx_name[ctx], ret);
+	}
+
+	kvm_vm_get_dirty_log(vm, SLOT_DIRTY, bmap);	/* clear */
+	fill_ranges(buf, dr, 2, 1320);
+	ret = xi_sg(xf, XI_TEST_CTX_KTHREAD, DIR_FROM_DEV, dr, 2, buf, 200, NULL);
+	ret |= xi_sg(xf, XI_TEST_CTX_KTHREAD, DIR_TO_DEV,
+		     (struct xi_test_range[]){ { GPA_DIRTY + 10 * PG, 64 } }, 1,
+		     buf, 64, NULL);
+	kvm_vm_get_dirty_log(vm, SLOT_DIRTY, bmap);
+	tap(ret == 0 && bmap[0] == ((1ul << 2) | (1ul << 5) | (1ul << 6)) &&
+	    !guest_ranges(vm, G_VERIFY, dr, 2, 1320),
+	    "sg: device writes dirty exactly their pages, reads none (bitmap %#lx)",
+	    bmap[0]);
+
+	tap(xi_sg(xf, 0, DIR_TO_DEV, &ro, 1, buf, 64, NULL) == 0 &&
+	    !mismatches(buf, ro.gpa, 64, 500),
+	    "sg: DMA_TO_DEVICE from a read-only slot allowed and correct");
+	tap(xi_sg(xf, 0, DIR_FROM_DEV, &ro, 1, buf, 64, NULL) == -EROFS &&
+	    xi_sg(xf, 0, DIR_BIDI, &ro, 1, buf, 64, NULL) == -EROFS,
+	    "sg: FROM_DEVICE or BIDIRECTIONAL on a read-only slot gives EROFS");
+	tap(xi_sg(xf, 0, DIR_NONE, chain, 1, buf, chain[0].len, NULL) == -EINVAL,
+	    "sg: DMA_NONE gives EINVAL");
+	tap(xi_sg(xf, 0, DIR_TO_DEV,
+		  (struct xi_test_range[]){ chain[0], { GPA_HOLE, 8 } }, 2,
+		  buf, chain[0].len + 8, NULL) == -ENXIO,
+	    "sg: a range in a hole gives ENXIO");
+	tap(xi_sg(xf, 0, DIR_TO_DEV,
+		  (struct xi_test_range[]){ { ~0ull - 8, 64 } }, 1,
+		  buf, 64, NULL) == -EOVERFLOW,
+	    "sg: wrapping range gives EOVERFLOW");
+	free(buf);
+}
+
+/* ---- stress: module kthreads vs memslot churn and dirty logging ---- */
+
+struct churn {
+	struct kvm_vm *vm;
+	uint8_t *back;
+	int stop;
+	unsigned long changes, logs;
+};
+
+static void churn_set(struct churn *c, uint64_t size)
+{
+	struct kvm_userspace_memory_region m = {
+		.slot = SLOT_C,
+		.guest_phys_addr = GPA_C,
+		.memory_size = size,
+		.userspace_addr = (uintptr_t)c->back,
+	};
+
+	vm_ioctl(c->vm, KVM_SET_USER_MEMORY_REGION, &m);
+}
+
+static void *churn_thread(void *arg)
+{
+	unsigned long bmap[PAGES_S / 64 + 1];
+	struct churn *c = arg;
+
+	while (!READ_ONCE(c->stop)) {
+		churn_set(c, 0);
+		churn_set(c, PAGES_C * PG);
+		if (!(c->changes++ & 7)) {
+			vm_mem_region_set_flags(c->vm, SLOT_S,
+						c->logs & 1 ? 0 : KVM_MEM_LOG_DIRTY_PAGES);
+			if (!(c->logs & 1))
+				kvm_vm_get_dirty_log(c->vm, SLOT_S, bmap);
+			c->logs++;
+		}
+	}
+	return NULL;
+}
+
+static void test_stress(struct kvm_vm *vm, int xf)
+{
+	struct xi_test_stress s = {
+		.gpa = GPA_S + 123, .len = 3 * PG + 517, .stride = 4 * PG,
+		.nr_threads = 4, .ms = 3000,
+		.churn_gpa = GPA_C + 77, .churn_len = PG + 300,
+		.churn_seed = SEED_C,
+	};
+	struct churn c = { .vm = vm };
+	uint64_t bad = 0;
+	pthread_t th;
+	unsigned int i;
+	int ret;
+
+	c.back = mmap(NULL, PAGES_C * PG, PROT_READ | PROT_WRITE,
+		      MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	TEST_ASSERT(c.back != MAP_FAILED, "mmap");
+	fill(c.back, GPA_C, PAGES_C * PG, SEED_C);
+	churn_set(&c, PAGES_C * PG);
+	pthread_create(&th, NULL, churn_thread, &c);
+	ret = ioctl(xf, XI_TEST_STRESS, &s) ? -errno : 0;
+	WRITE_ONCE(c.stop, 1);
+	pthread_join(th, NULL);
+	vm_mem_region_set_flags(vm, SLOT_S, 0);
+
+	for (i = 0; i < s.nr_threads; i++)
+		bad += !s.seed[i] ||
+		       guest_exec(vm, vcpu_main, G_VERIFY, s.gpa + i * s.stride,
+				  s.len, s.seed[i]);
+	tap(ret == 0 && s.ops > 0 && s.errors == 0 && s.bad == 0,
+	    "stress: 4 kthreads x (copy, vmap, sg), %llu verified write+read pairs, %llu errors, %llu bad reads, over %lu memslot changes and %lu logging toggles (ret %d)",
+	    s.ops, s.errors, s.bad, c.changes, c.logs, ret);
+	tap(ret == 0 && s.churn_ok > 0 && s.churn_gone > 0,
+	    "stress: reader on the churned slot: %llu whole correct reads, %llu refused as holes, 0 wrong",
+	    s.churn_ok, s.churn_gone);
+	tap(ret == 0 && !bad, "stress: guest verifies every region's last write");
+	churn_set(&c, 0);
+	munmap(c.back, PAGES_C * PG);
+}
+
 int main(int argc, char *argv[])
 {
 	struct kvm_vm *vm;
@@ -708,6 +1187,10 @@ int main(int argc, char *argv[])
 	virt_map(vm, GPA_RO + GVA_OFF, GPA_RO, PAGES_RO);
 	virt_map(vm, GPA_DIRTY + GVA_OFF, GPA_DIRTY, PAGES_DIRTY);
 	virt_map(vm, GPA_THP + GVA_OFF, GPA_THP, PAGES_THP);
+	vm_userspace_mem_region_add(vm, VM_MEM_SRC_ANONYMOUS, GPA_V, SLOT_V, PAGES_V, 0);
+	vm_userspace_mem_region_add(vm, VM_MEM_SRC_ANONYMOUS, GPA_S, SLOT_S, PAGES_S, 0);
+	virt_map(vm, GPA_V + GVA_OFF, GPA_V, PAGES_V);
+	virt_map(vm, GPA_S + GVA_OFF, GPA_S, PAGES_S);
 	guest_exec(vm, vcpu_main, 0, 0, 0, 0);	/* to the first sync */
 
 	test_bind_errors(xf, vm->fd);
@@ -717,6 +1200,11 @@ int main(int argc, char *argv[])
 	test_readonly(vm, xf);
 	test_dirty_log(vm, xf);
 	test_memslot_race(vm, xf);
+	test_copyv(vm, xf);
+	test_cache(vm, xf);
+	test_vmap(vm, xf);
+	test_sg(vm, xf);
+	test_stress(vm, xf);
 	test_dirty_ring();
 	test_private();
 	test_vmm_exit();
