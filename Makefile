@@ -88,7 +88,7 @@ run: deps all
 	@echo "          back a RAM disk that a kthread serves through kvm_xinterface"
 	@$(TIME) "boot and run" $(H)/run-qemu.sh $(BUILD) run $(RUN_TIMEOUT) "$(XI_ARGS)"; \
 	rc=$$?; \
-	sed -n '/^XI-BEGIN run\//,/^XI-END /{/^XI-/d;/^TAP version/d;/^1\.\./d;/^\(not \)\{0,1\}ok [0-9]/d;p}' \
+	sed -n '/^XI-BEGIN run\//,/^XI-END /{/^XI-/d;/^Random seed/d;/^TAP version/d;/^1\.\./d;/^\(not \)\{0,1\}ok [0-9]/d;p}' \
 		$(BUILD)/results.log; \
 	$(H)/parse-results.sh $(BUILD)/results.log $(BUILD)/console.log $$rc
 

@@ -24,7 +24,9 @@
  * alone with VIRTIO_BLK_S_IOERR (or, when even its status byte cannot be
  * found or written, with a used length of 0); the device goes on serving.
  * When the VMM exits, every access fails with -ESRCH: the kthread drops
- * the VM and stops by itself.
+ * the VM and stops by itself.  Nothing signals that exit (the binding
+ * keeps the VM and its eventfds alive), so an idle kthread also looks at
+ * the ring once a second; that also covers a lost kick.
  */
 
 #include <linux/atomic.h>
@@ -58,6 +60,8 @@ MODULE_IMPORT_NS(KVM_XINTERFACE);
 #define XVB_BATCH		256
 /* Times a ring access rebuilds the mapping before giving up for a tick. */
 #define XVB_REFRESH_TRIES	16
+/* An idle kthread looks at the ring (and whether the VMM lives) this often. */
+#define XVB_IDLE_PROBE		HZ
 /* The ring's descriptor table, available and used rings share a mapping. */
 #define XVB_MAX_RING_SPAN	SZ_1M
 
@@ -104,7 +108,8 @@ struct xvb_req {
  * @kick_pt: poll table used to find @kick_wqh.
  * @kicked: a kick (or work left over) is pending.
  * @call: the call eventfd, or NULL.
- * @cache: translation cache of the buffer copies.
+ * @meta_cache: translation cache of the headers and status bytes.
+ * @data_cache: translation cache of the data buffers.
  * @chain: the current descriptor chain, copied out of the ring.
  * @rd: readable ranges of the current request.
  * @wr: writable ranges of the current request.
@@ -133,7 +138,8 @@ struct xvb_dev {
 	atomic_t kicked;
 	struct eventfd_ctx *call;
 
-	struct kvm_xcache cache;
+	struct kvm_xcache meta_cache;
+	struct kvm_xcache data_cache;
 	struct vring_desc *chain;
 	struct kvm_xrange *rd;
 	struct kvm_xrange *wr;
@@ -375,8 +381,12 @@ static int xvb_copy(struct xvb_dev *v, const struct kvm_xrange *ranges,
 		return 0;
 	if (data && (v->cfg.flags & XI_VBLK_F_SG))
 		return xvb_copy_sg(v, n, buf, len, to_guest);
+	/*
+	 * One cache per kind of buffer: headers and status bytes live in one
+	 * region, data in others, and a cache remembers one memslot.
+	 */
 	return kvm_xinterface_copyv(v->intf, v->tmp, n, buf, len, to_guest,
-				    &v->cache);
+				    data ? &v->data_cache : &v->meta_cache);
 }
 
 /*
@@ -459,8 +469,8 @@ out:
 		xvb_add(&v->st.bad_requests, 1);
 	if (!req.has_status)
 		return 0;
-	ret = kvm_xinterface_copy_to_cached(v->intf, &v->cache, req.status_gpa,
-					    &status, 1);
+	ret = kvm_xinterface_copy_to_cached(v->intf, &v->meta_cache,
+					    req.status_gpa, &status, 1);
 	if (ret == -ESRCH)
 		return ret;
 	if (ret) {
@@ -513,8 +523,9 @@ static int xvb_serve(struct xvb_dev *v)
 		ret = 1;
 	}
 	kvm_xinterface_unuse_mm(v->intf);
-	WRITE_ONCE(v->st.cache_hits, v->cache.hits);
-	WRITE_ONCE(v->st.cache_misses, v->cache.misses);
+	WRITE_ONCE(v->st.cache_hits, v->meta_cache.hits + v->data_cache.hits);
+	WRITE_ONCE(v->st.cache_misses,
+		   v->meta_cache.misses + v->data_cache.misses);
 	if (n && v->call) {
 		eventfd_signal(v->call);
 		xvb_add(&v->st.calls, 1);
@@ -548,7 +559,7 @@ static int xvb_thread(void *data)
 			if (retry || !v->kick_file)
 				schedule_timeout(1);
 			else
-				schedule();
+				schedule_timeout(XVB_IDLE_PROBE);
 		}
 		__set_current_state(TASK_RUNNING);
 		if (kthread_should_stop())
@@ -693,7 +704,8 @@ static int xvb_start(struct xvb_dev *v, const struct xi_vblk_config *c)
 	v->cfg = *c;
 	v->ring_gpa = lo;
 	memset(&v->st, 0, sizeof(v->st));
-	kvm_xcache_init(&v->cache);
+	kvm_xcache_init(&v->meta_cache);
+	kvm_xcache_init(&v->data_cache);
 	v->error = 0;
 	atomic_set(&v->kicked, 1);	/* serve what is already posted */
 

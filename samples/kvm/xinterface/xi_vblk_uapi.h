@@ -35,6 +35,7 @@
  *	The disk is zero-filled at the first start and kept across stop and
  *	start while the size stays the same.
  * @flags: XI_VBLK_F_*.
+ * @pad: must be 0.
  *
  * The device starts at the used ring's current index, so a queue can be
  * stopped and started again without losing requests.

@@ -112,7 +112,7 @@ static uint64_t pat(uint64_t sector, uint64_t word, uint64_t g)
 	return ((sector * 64 + word + 1) * 0x9e3779b97f4a7c15ull) ^ (g << 40) ^ g;
 }
 
-static void outw(uint16_t port, uint16_t value)
+static void pio_write16(uint16_t port, uint16_t value)
 {
 	__asm__ __volatile__("outw %%ax, %%dx" : : "d"(port), "a"(value));
 }
@@ -171,7 +171,7 @@ static void post(uint16_t head)
 static void kick(void)
 {
 	if (P.kick)
-		outw(KICK_PORT, 0);
+		pio_write16(KICK_PORT, 0);
 }
 
 /* Wait for the next used element; false on timeout. */
@@ -679,27 +679,31 @@ static int run_report(const struct opts *o)
 	calls = call_count(&m);
 
 	printf("xi_vblk: a RAM disk served to a KVM guest by a kthread through kvm_xinterface\n");
-	printf("  queue           %lu entries, %lu requests in flight, %lu-byte requests, %lu KiB disk\n",
-	       o->num, P.depth, o->req_size, P.disk_sectors * SECTOR / 1024);
+	printf("  queue           %lu entries, %lu requests in flight, %lu-byte requests,",
+	       o->num, P.depth, o->req_size);
+	printf(" %lu KiB disk\n", P.disk_sectors * SECTOR / 1024);
 	printf("  notification    kick: %s, completion: call eventfd + guest polls the used ring\n",
 	       o->poll ? "none (kthread polls every tick)" : "KVM_IOEVENTFD");
 	printf("  data path       %s\n", o->sg ? "kvm_xinterface_sg (pinned scatterlist)" :
 	       "kvm_xinterface_copyv with a kvm_xcache; ring through kvm_xvmap");
-	printf("  requests        %lu served by the device, %lu completed in the guest (%lu writes, %lu reads)\n",
-	       (unsigned long)s.requests, R.requests, R.writes, R.reads);
+	printf("  requests        %lu served by the device, %lu completed in the guest",
+	       (unsigned long)s.requests, R.requests);
+	printf(" (%lu writes, %lu reads)\n", R.writes, R.reads);
 	printf("  bytes moved     %lu (%.1f MiB guest->disk, %.1f MiB disk->guest)\n",
 	       (unsigned long)(s.bytes_written + s.bytes_read),
 	       s.bytes_written / 1048576.0, s.bytes_read / 1048576.0);
-	printf("  guest errors    %lu (bad data bytes %lu, bad status %lu, bad used entries %lu, timeouts %lu)\n",
-	       guest_errors(), R.bad_bytes, R.bad_status, R.bad_used, R.timeouts);
+	printf("  guest errors    %lu (bad data bytes %lu, bad status %lu,",
+	       guest_errors(), R.bad_bytes, R.bad_status);
+	printf(" bad used entries %lu, timeouts %lu)\n", R.bad_used, R.timeouts);
 	printf("  bad requests    %lu (the device's count of malformed requests)\n",
 	       (unsigned long)s.bad_requests);
 	printf("  time            %.3f s\n", t);
 	printf("  throughput      %.0f requests/s, %.2f MiB/s\n",
 	       R.requests / t, R.bytes / t / 1048576.0);
-	printf("  kthread         %lu wakeups, %lu batches, %lu calls (VMM read %lu), %lu ring refreshes\n",
+	printf("  kthread         %lu wakeups, %lu batches, %lu calls (VMM read %lu),",
 	       (unsigned long)s.wakeups, (unsigned long)s.batches,
-	       (unsigned long)s.calls, calls, (unsigned long)s.ring_refreshes);
+	       (unsigned long)s.calls, calls);
+	printf(" %lu ring refreshes\n", (unsigned long)s.ring_refreshes);
 	printf("  xcache          %lu hits, %lu misses\n",
 	       (unsigned long)s.cache_hits, (unsigned long)s.cache_misses);
 
@@ -1119,7 +1123,7 @@ static void test_vmm_exit(void)
 
 int main(int argc, char *argv[])
 {
-	struct opts o = { .requests = 4096, .req_size = 4096, .num = 256 };
+	struct opts o = { .requests = 16384, .req_size = 4096, .num = 256 };
 	bool kselftest = false;
 	int c;
 
@@ -1144,8 +1148,8 @@ int main(int argc, char *argv[])
 			kselftest = true;
 			break;
 		default:
-			printf("usage: %s [-n requests] [-s request_bytes] [-q queue_size] [-p] [-g] | -T\n",
-			       argv[0]);
+			printf("usage: %s [-n requests] [-s request_bytes]", argv[0]);
+			printf(" [-q queue_size] [-p] [-g] | -T\n");
 			return c == 'h' ? 0 : 1;
 		}
 	}
