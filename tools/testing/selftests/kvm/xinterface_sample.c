@@ -716,9 +716,10 @@ static int run_report(const struct opts *o)
 	    (unsigned long)s.requests,
 	    (unsigned long)(s.bytes_read + s.bytes_written),
 	    (unsigned long)s.bad_requests);
+	tap(!ioctl(m.dev, XI_VBLK_STOP) && dev_stats(m.dev).state == XI_VBLK_IDLE,
+	    "device: XI_VBLK_STOP stops the kthread and drops the VM");
 	close(m.dev);
 	vmm_destroy(&m);
-	tap(1, "device closed, VM freed");
 	printf("1..%d\n", tap_n);
 	return tap_failed ? 1 : 0;
 }
