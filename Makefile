@@ -42,7 +42,7 @@ PKGS := linux-source-6.12 qemu-system-x86 busybox-static ccache flex bison \
 # gives their arguments), plus the project's own.
 KVM_SELFTESTS := set_memory_region_test memslot_modification_stress_test \
 	dirty_log_test kvm_create_max_vcpus x86_64/sync_regs_test
-SELFTESTS := $(KVM_SELFTESTS) xinterface_test xinterface_bench
+SELFTESTS := $(KVM_SELFTESTS) xinterface_test xinterface_sample xinterface_bench
 
 .PHONY: all deps tree config kernel selftests initramfs run check bench clean \
 	distclean
@@ -80,12 +80,24 @@ selftests: kernel
 initramfs: kernel selftests
 	@$(H)/mkinitramfs.sh $(REPO) $(BUILD)
 
+# make run ARGS="-n 8192 -s 16384": options of the sample's VMM
+# (tools/testing/selftests/kvm/xinterface_sample.c: -n requests, -s request
+# bytes, -q queue size, -p kthread polls instead of kicks, -g sg data path).
+ARGS    ?=
+comma   := ,
+empty   :=
+space   := $(empty) $(empty)
+XI_ARGS := $(subst $(space),$(comma),$(strip $(ARGS)))
+
 run: deps all
-	@echo "  RUN     boot the test kernel, load kvm and kvm_amd, create a VM and run"
-	@echo "          guest code on a vCPU (sync_regs_test); the sample back-end"
-	@echo "          (issue 5) will take this place"
-	@$(TIME) "boot and run" $(H)/run-qemu.sh $(BUILD) run $(RUN_TIMEOUT); \
-	$(H)/parse-results.sh $(BUILD)/results.log $(BUILD)/console.log $$?
+	@echo "  RUN     boot the test kernel, load kvm, kvm_amd and the sample back-end"
+	@echo "          (xi_vblk.ko); a VMM runs a guest whose driver writes and reads"
+	@echo "          back a RAM disk that a kthread serves through kvm_xinterface"
+	@$(TIME) "boot and run" $(H)/run-qemu.sh $(BUILD) run $(RUN_TIMEOUT) "$(XI_ARGS)"; \
+	rc=$$?; \
+	sed -n '/^XI-BEGIN run\//,/^XI-END /{/^XI-/d;/^Random seed/d;/^TAP version/d;/^1\.\./d;/^\(not \)\{0,1\}ok [0-9]/d;p}' \
+		$(BUILD)/results.log; \
+	$(H)/parse-results.sh $(BUILD)/results.log $(BUILD)/console.log $$rc
 
 check: deps all
 	@$(TIME) "boot and test" $(H)/run-qemu.sh $(BUILD) check $(CHECK_TIMEOUT); \

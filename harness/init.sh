@@ -42,7 +42,8 @@ run() {
 for m in irqbypass kvm kvm-amd; do
 	run "modules/insmod-$m" 300 insmod /lib/modules/$m.ko
 done
-for m in /lib/modules/test_*.ko; do
+# Test modules, and the sample back-end (xi_*.ko, samples/kvm/xinterface).
+for m in /lib/modules/test_*.ko /lib/modules/xi_*.ko; do
 	[ -e "$m" ] || continue
 	run "modules/insmod-$(basename $m .ko)" 300 insmod "$m"
 done
@@ -98,7 +99,7 @@ done < $list
 
 # Unloading is checked too: every module must go, in reverse order.
 if [ "$mode" = check ]; then
-	for m in $(ls -r /lib/modules/test_*.ko 2>/dev/null) kvm-amd kvm irqbypass; do
+	for m in $(ls -r /lib/modules/test_*.ko /lib/modules/xi_*.ko 2>/dev/null) kvm-amd kvm irqbypass; do
 		m=$(basename $m .ko | tr - _)
 		run "modules/rmmod-$m" 120 rmmod $m
 	done

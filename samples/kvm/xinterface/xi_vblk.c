@@ -1,0 +1,868 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/*
+ * xi_vblk: a RAM-backed block device served to a KVM guest by a kthread,
+ * using only the kvm_xinterface API.
+ *
+ * The guest drives a split virtqueue (include/uapi/linux/virtio_ring.h)
+ * with virtio-blk requests: a device-readable header (type, sector), data
+ * buffers (device-readable for writes, device-writable for reads) and a
+ * device-writable status byte at the end.  The VMM opens /dev/xi_vblk and
+ * hands the device its VM fd, the ring's guest addresses, a kick eventfd
+ * (registered with KVM_IOEVENTFD) and a call eventfd (KVM_IRQFD, or read by
+ * the VMM), see xi_vblk_uapi.h.
+ *
+ * The kthread sleeps until a kick, enters the VM's address space for one
+ * batch (kvm_xinterface_use_mm()), reads the available ring and the
+ * descriptors through a kernel mapping of the ring (kvm_xvmap), moves the
+ * data between the disk and the guest's buffers with
+ * kvm_xinterface_copyv() and a translation cache (or, with XI_VBLK_F_SG,
+ * through a pinned scatterlist), publishes completions in the used ring
+ * and signals the call eventfd.
+ *
+ * Everything in the ring comes from the guest and is checked: descriptor
+ * indexes, chain loops, lengths, addresses.  A malformed request fails
+ * alone with VIRTIO_BLK_S_IOERR (or, when even its status byte cannot be
+ * found or written, with a used length of 0); the device goes on serving.
+ * When the VMM exits, every access fails with -ESRCH: the kthread drops
+ * the VM and stops by itself.  Nothing signals that exit (the binding
+ * keeps the VM and its eventfds alive), so an idle kthread also looks at
+ * the ring once a second; that also covers a lost kick.
+ */
+
+#include <linux/atomic.h>
+#include <linux/eventfd.h>
+#include <linux/file.h>
+#include <linux/fs.h>
+#include <linux/kthread.h>
+#include <linux/kvm_xinterface.h>
+#include <linux/log2.h>
+#include <linux/miscdevice.h>
+#include <linux/module.h>
+#include <linux/mutex.h>
+#include <linux/poll.h>
+#include <linux/sched.h>
+#include <linux/scatterlist.h>
+#include <linux/sizes.h>
+#include <linux/slab.h>
+#include <linux/uaccess.h>
+#include <linux/vmalloc.h>
+#include <linux/virtio_blk.h>
+#include <linux/virtio_byteorder.h>
+#include <linux/virtio_ring.h>
+#include <linux/wait.h>
+
+#include "xi_vblk_uapi.h"
+
+MODULE_IMPORT_NS(KVM_XINTERFACE);
+
+#define XVB_SECTOR_SHIFT	9
+/* Requests served in one kvm_xinterface_use_mm() scope, at most. */
+#define XVB_BATCH		256
+/* Times a ring access rebuilds the mapping before giving up for a tick. */
+#define XVB_REFRESH_TRIES	16
+/* An idle kthread looks at the ring (and whether the VMM lives) this often. */
+#define XVB_IDLE_PROBE		HZ
+/* The ring's descriptor table, available and used rings share a mapping. */
+#define XVB_MAX_RING_SPAN	SZ_1M
+
+/* Virtqueues are little-endian (VIRTIO_F_VERSION_1, and legacy on x86). */
+#define vq16_to_cpu(v)		__virtio16_to_cpu(true, v)
+#define vq32_to_cpu(v)		__virtio32_to_cpu(true, v)
+#define vq64_to_cpu(v)		__virtio64_to_cpu(true, v)
+#define cpu_to_vq16(v)		__cpu_to_virtio16(true, v)
+#define cpu_to_vq32(v)		__cpu_to_virtio32(true, v)
+
+/**
+ * struct xvb_req - one request, parsed from its descriptor chain
+ * @nr_rd: device-readable ranges (header, then data of a write).
+ * @nr_wr: device-writable ranges (data of a read, then the status byte).
+ * @rd_len: bytes in the readable ranges.
+ * @wr_len: bytes in the writable ranges.
+ * @status_gpa: guest address of the status byte (last writable byte).
+ * @has_status: @status_gpa is valid and can be written.
+ */
+struct xvb_req {
+	unsigned int nr_rd;
+	unsigned int nr_wr;
+	u64 rd_len;
+	u64 wr_len;
+	u64 status_gpa;
+	bool has_status;
+};
+
+/**
+ * struct xvb_dev - one open /dev/xi_vblk: a disk and, while started, a queue
+ * @lock: serializes start, stop and release.
+ * @thread: the kthread serving the queue, or NULL when stopped.
+ * @state: XI_VBLK_IDLE, XI_VBLK_RUNNING or XI_VBLK_DEAD.
+ * @error: positive errno the kthread stopped on by itself, or 0.
+ * @intf: the VM binding; owned by the kthread while it runs.
+ * @ring: mapping of the ring's span; owned by the kthread while it runs.
+ * @ring_gpa: guest address of the mapping's first byte.
+ * @cfg: the configuration the queue was started with.
+ * @last_avail: next available ring entry to serve.
+ * @last_used: used ring index published so far.
+ * @kick_file: the kick eventfd, or NULL (polling).
+ * @kick_wqh: the kick eventfd's wait queue, once @kick_wait is on it.
+ * @kick_wait: wakes the kthread when the kick eventfd is signalled.
+ * @kick_pt: poll table used to find @kick_wqh.
+ * @kicked: a kick (or work left over) is pending.
+ * @call: the call eventfd, or NULL.
+ * @meta_cache: translation cache of the headers and status bytes.
+ * @data_cache: translation cache of the data buffers.
+ * @chain: the current descriptor chain, copied out of the ring.
+ * @rd: readable ranges of the current request.
+ * @wr: writable ranges of the current request.
+ * @tmp: a sub-range list handed to the copy helpers.
+ * @disk: the disk, @sectors sectors of vmalloc memory.
+ * @sectors: disk size.
+ * @st: counters, written by the kthread, read by XI_VBLK_GET_STATS.
+ */
+struct xvb_dev {
+	struct mutex lock;	/* start, stop and release */
+	struct task_struct *thread;
+	u32 state;
+	u32 error;
+
+	struct kvm_xinterface *intf;
+	struct kvm_xvmap *ring;
+	u64 ring_gpa;
+	struct xi_vblk_config cfg;
+	u16 last_avail;
+	u16 last_used;
+
+	struct file *kick_file;
+	wait_queue_head_t *kick_wqh;
+	wait_queue_entry_t kick_wait;
+	poll_table kick_pt;
+	atomic_t kicked;
+	struct eventfd_ctx *call;
+
+	struct kvm_xcache meta_cache;
+	struct kvm_xcache data_cache;
+	struct vring_desc *chain;
+	struct kvm_xrange *rd;
+	struct kvm_xrange *wr;
+	struct kvm_xrange *tmp;
+
+	u8 *disk;
+	u64 sectors;
+
+	struct xi_vblk_stats st;
+};
+
+/* Counters have one writer, the kthread; XI_VBLK_GET_STATS reads them. */
+static void xvb_add(u64 *counter, u64 n)
+{
+	WRITE_ONCE(*counter, *counter + n);
+}
+
+/* ---- ring access through the mapping ---- */
+
+/*
+ * Enter the ring mapping, rebuilding it when the guest's memory changed
+ * under it.  Returns the index for xvb_ring_end() or a negative errno:
+ * -ESRCH when the VMM is gone, -ENXIO when the ring is not in guest memory
+ * right now, -EAGAIN when it kept changing.
+ */
+static int xvb_ring_begin(struct xvb_dev *v)
+{
+	int idx, err, tries;
+
+	for (tries = 0; tries < XVB_REFRESH_TRIES; tries++) {
+		idx = kvm_xvmap_begin(v->ring);
+		if (idx != -EAGAIN)
+			return idx;
+		xvb_add(&v->st.ring_refreshes, 1);
+		err = kvm_xvmap_refresh(v->ring);
+		if (err)
+			return err;
+	}
+	return -EAGAIN;
+}
+
+static void xvb_ring_end(struct xvb_dev *v, int idx)
+{
+	kvm_xvmap_end(v->ring, idx);
+}
+
+/* Pointers into the mapping; valid between xvb_ring_begin() and _end(). */
+static struct vring_desc *xvb_desc(struct xvb_dev *v)
+{
+	return v->ring->addr + (v->cfg.desc_gpa - v->ring_gpa);
+}
+
+static struct vring_avail *xvb_avail(struct xvb_dev *v)
+{
+	return v->ring->addr + (v->cfg.avail_gpa - v->ring_gpa);
+}
+
+static struct vring_used *xvb_used(struct xvb_dev *v)
+{
+	return v->ring->addr + (v->cfg.used_gpa - v->ring_gpa);
+}
+
+/*
+ * Copy the chain starting at @head out of the descriptor table, checking
+ * indexes and loops.  Called between xvb_ring_begin() and _end().
+ * Returns the number of descriptors or -ERANGE (index out of the table) or
+ * -ELOOP (longer than the table: the chain loops).
+ */
+static int xvb_read_chain(struct xvb_dev *v, u16 head)
+{
+	const struct vring_desc *table = xvb_desc(v);
+	unsigned int num = v->cfg.num, n = 0;
+	u16 i = head;
+
+	for (;;) {
+		if (i >= num)
+			return -ERANGE;
+		if (n == num)
+			return -ELOOP;
+		memcpy(&v->chain[n], &table[i], sizeof(v->chain[n]));
+		if (!(vq16_to_cpu(v->chain[n].flags) & VRING_DESC_F_NEXT))
+			return n + 1;
+		i = vq16_to_cpu(v->chain[n].next);
+		n++;
+	}
+}
+
+/*
+ * Take the next available request.  Returns 1 with *head and *ndesc set
+ * (*ndesc negative when the chain is malformed), 0 when the ring is empty,
+ * or a negative errno when the ring cannot be read.
+ */
+static int xvb_next(struct xvb_dev *v, u16 *head, int *ndesc)
+{
+	struct vring_avail *avail;
+	u16 avail_idx;
+	int idx;
+
+	idx = xvb_ring_begin(v);
+	if (idx < 0)
+		return idx;
+	avail = xvb_avail(v);
+	avail_idx = vq16_to_cpu(READ_ONCE(avail->idx));
+	if (avail_idx == v->last_avail) {
+		xvb_ring_end(v, idx);
+		return 0;
+	}
+	if ((u16)(avail_idx - v->last_avail) > v->cfg.num) {
+		/* Not a request that could fail alone: the index is garbage. */
+		xvb_ring_end(v, idx);
+		return -EPROTO;
+	}
+	/* Read the entry and the descriptors after the index. */
+	smp_rmb();
+	*head = vq16_to_cpu(READ_ONCE(avail->ring[v->last_avail & (v->cfg.num - 1)]));
+	*ndesc = xvb_read_chain(v, *head);
+	xvb_ring_end(v, idx);
+	return 1;
+}
+
+/* Publish one completion; the request's data writes are done already. */
+static int xvb_push_used(struct xvb_dev *v, u16 head, u32 len)
+{
+	struct vring_used *used;
+	unsigned int slot;
+	int idx;
+
+	idx = xvb_ring_begin(v);
+	if (idx < 0)
+		return idx;
+	used = xvb_used(v);
+	slot = v->last_used & (v->cfg.num - 1);
+	used->ring[slot].id = cpu_to_vq32(head);
+	used->ring[slot].len = cpu_to_vq32(len);
+	kvm_xvmap_mark_dirty(v->ring, (void *)&used->ring[slot] - v->ring->addr,
+			     sizeof(used->ring[slot]));
+	/* The element and the buffers before the index the guest polls. */
+	smp_wmb();
+	WRITE_ONCE(used->idx, cpu_to_vq16(v->last_used + 1));
+	kvm_xvmap_mark_dirty(v->ring, (void *)&used->idx - v->ring->addr,
+			     sizeof(used->idx));
+	xvb_ring_end(v, idx);
+	v->last_used++;
+	return 0;
+}
+
+/* ---- requests ---- */
+
+/* Sort the chain into readable and writable ranges; find the status byte. */
+static int xvb_parse(struct xvb_dev *v, int ndesc, struct xvb_req *req)
+{
+	int i, ret = 0;
+
+	memset(req, 0, sizeof(*req));
+	for (i = 0; i < ndesc; i++) {
+		u16 flags = vq16_to_cpu(v->chain[i].flags);
+		u64 addr = vq64_to_cpu(v->chain[i].addr);
+		u32 len = vq32_to_cpu(v->chain[i].len);
+
+		if (flags & VRING_DESC_F_INDIRECT)
+			ret = -EOPNOTSUPP;
+		/* Lengths that wrap the guest physical address space. */
+		if (len && addr + len - 1 < addr)
+			ret = -EOVERFLOW;
+		if (flags & VRING_DESC_F_WRITE) {
+			v->wr[req->nr_wr++] = (struct kvm_xrange){ addr, len };
+			req->wr_len += len;
+			if (len) {
+				req->status_gpa = addr + len - 1;
+				req->has_status = addr + len - 1 >= addr;
+			}
+		} else {
+			/* Readable after writable breaks the virtio rules. */
+			if (req->nr_wr)
+				ret = -EINVAL;
+			v->rd[req->nr_rd++] = (struct kvm_xrange){ addr, len };
+			req->rd_len += len;
+		}
+	}
+	if (req->rd_len < sizeof(struct virtio_blk_outhdr) || !req->wr_len)
+		ret = ret ?: -EINVAL;
+	return ret;
+}
+
+/*
+ * Fill v->tmp with @len bytes of @ranges starting @skip bytes in; the
+ * caller made sure the ranges hold @skip + @len bytes.
+ */
+static unsigned int xvb_subranges(struct xvb_dev *v,
+				  const struct kvm_xrange *ranges,
+				  unsigned int nr, u64 skip, u64 len)
+{
+	unsigned int i, n = 0;
+
+	for (i = 0; i < nr && len; i++) {
+		u64 l = ranges[i].len;
+
+		if (skip >= l) {
+			skip -= l;
+			continue;
+		}
+		l = min(l - skip, len);
+		v->tmp[n++] = (struct kvm_xrange){ ranges[i].gpa + skip, l };
+		len -= l;
+		skip = 0;
+	}
+	return n;
+}
+
+/* Move data through a pinned scatterlist instead of copyv. */
+static int xvb_copy_sg(struct xvb_dev *v, unsigned int n, void *buf,
+		       size_t len, bool to_guest)
+{
+	struct kvm_xsg *sg;
+	size_t done;
+
+	sg = kvm_xinterface_sg(v->intf, v->tmp, n,
+			       to_guest ? DMA_FROM_DEVICE : DMA_TO_DEVICE);
+	if (IS_ERR(sg))
+		return PTR_ERR(sg);
+	if (to_guest)
+		done = sg_copy_from_buffer(sg->sgt.sgl, sg->sgt.orig_nents, buf,
+					   len);
+	else
+		done = sg_copy_to_buffer(sg->sgt.sgl, sg->sgt.orig_nents, buf,
+					 len);
+	kvm_xsg_free(sg);
+	return done == len ? 0 : -EFAULT;
+}
+
+/* Copy @len bytes between @buf and @ranges from byte @skip on. */
+static int xvb_copy(struct xvb_dev *v, const struct kvm_xrange *ranges,
+		    unsigned int nr, u64 skip, void *buf, size_t len,
+		    bool to_guest, bool data)
+{
+	unsigned int n = xvb_subranges(v, ranges, nr, skip, len);
+
+	if (!len)
+		return 0;
+	if (data && (v->cfg.flags & XI_VBLK_F_SG))
+		return xvb_copy_sg(v, n, buf, len, to_guest);
+	/*
+	 * One cache per kind of buffer: headers and status bytes live in one
+	 * region, data in others, and a cache remembers one memslot.
+	 */
+	return kvm_xinterface_copyv(v->intf, v->tmp, n, buf, len, to_guest,
+				    data ? &v->data_cache : &v->meta_cache);
+}
+
+/*
+ * Check a read or write against the disk; return the disk address of the
+ * data or NULL.
+ */
+static u8 *xvb_disk(struct xvb_dev *v, u64 sector, u64 len)
+{
+	if (len & ((1 << XVB_SECTOR_SHIFT) - 1) || len > XI_VBLK_MAX_REQUEST)
+		return NULL;
+	if (sector > v->sectors ||
+	    (len >> XVB_SECTOR_SHIFT) > v->sectors - sector)
+		return NULL;
+	return v->disk + (sector << XVB_SECTOR_SHIFT);
+}
+
+/*
+ * Serve the request whose chain is in v->chain.  Returns the used length
+ * (bytes written to the guest's buffers, status included; 0 when not even
+ * the status could be written), or -ESRCH when the VMM is gone.
+ */
+static int xvb_serve_req(struct xvb_dev *v, int ndesc)
+{
+	struct virtio_blk_outhdr hdr;
+	struct xvb_req req;
+	u8 status = VIRTIO_BLK_S_IOERR, *p;
+	u64 len, sector;
+	u32 used_len = 1;
+	int ret;
+
+	if (ndesc < 0)
+		return 0;
+	ret = xvb_parse(v, ndesc, &req);
+	if (ret)
+		goto out;
+
+	ret = xvb_copy(v, v->rd, req.nr_rd, 0, &hdr, sizeof(hdr), false, false);
+	if (ret)
+		goto out;
+	sector = vq64_to_cpu(hdr.sector);
+	switch (vq32_to_cpu(hdr.type)) {
+	case VIRTIO_BLK_T_IN:
+		len = req.wr_len - 1;
+		p = xvb_disk(v, sector, len);
+		if (!p) {
+			ret = -EINVAL;
+			break;
+		}
+		ret = xvb_copy(v, v->wr, req.nr_wr, 0, p, len, true, true);
+		if (!ret) {
+			xvb_add(&v->st.bytes_read, len);
+			used_len += len;
+		}
+		break;
+	case VIRTIO_BLK_T_OUT:
+		len = req.rd_len - sizeof(hdr);
+		p = xvb_disk(v, sector, len);
+		if (!p) {
+			ret = -EINVAL;
+			break;
+		}
+		ret = xvb_copy(v, v->rd, req.nr_rd, sizeof(hdr), p, len, false,
+			       true);
+		if (!ret)
+			xvb_add(&v->st.bytes_written, len);
+		break;
+	case VIRTIO_BLK_T_FLUSH:
+		break;
+	default:
+		status = VIRTIO_BLK_S_UNSUPP;
+		ret = -EOPNOTSUPP;
+		break;
+	}
+	if (!ret)
+		status = VIRTIO_BLK_S_OK;
+out:
+	if (ret == -ESRCH)
+		return ret;
+	if (ret)
+		xvb_add(&v->st.bad_requests, 1);
+	if (!req.has_status)
+		return 0;
+	ret = kvm_xinterface_copy_to_cached(v->intf, &v->meta_cache,
+					    req.status_gpa, &status, 1);
+	if (ret == -ESRCH)
+		return ret;
+	if (ret) {
+		/* Counted once: the request may have failed already. */
+		if (status == VIRTIO_BLK_S_OK)
+			xvb_add(&v->st.bad_requests, 1);
+		return 0;
+	}
+	return used_len;
+}
+
+/*
+ * Serve up to XVB_BATCH requests inside the VM's address space.  Returns 1
+ * when requests may be left, 0 when the ring is empty, or a negative errno
+ * when the ring cannot be used.
+ */
+static int xvb_serve(struct xvb_dev *v)
+{
+	unsigned int n;
+	int ret, ndesc;
+	u16 head;
+
+	ret = kvm_xinterface_use_mm(v->intf);
+	if (ret)
+		return ret;
+	xvb_add(&v->st.batches, 1);
+	for (n = 0; n < XVB_BATCH; n++) {
+		if (kthread_should_stop()) {
+			ret = 0;
+			break;
+		}
+		ret = xvb_next(v, &head, &ndesc);
+		if (ret <= 0)
+			break;
+		ret = xvb_serve_req(v, ndesc);
+		if (ret < 0)
+			break;
+		if (ndesc < 0)
+			xvb_add(&v->st.bad_requests, 1);
+		/*
+		 * The entry is consumed only once its completion is out: if
+		 * the ring cannot be written now, the request is served again
+		 * later (block reads and writes can be repeated).
+		 */
+		ret = xvb_push_used(v, head, ret);
+		if (ret)
+			break;
+		v->last_avail++;
+		xvb_add(&v->st.requests, 1);
+		ret = 1;
+	}
+	kvm_xinterface_unuse_mm(v->intf);
+	WRITE_ONCE(v->st.cache_hits, v->meta_cache.hits + v->data_cache.hits);
+	WRITE_ONCE(v->st.cache_misses,
+		   v->meta_cache.misses + v->data_cache.misses);
+	if (n && v->call) {
+		eventfd_signal(v->call);
+		xvb_add(&v->st.calls, 1);
+	}
+	return ret;
+}
+
+/* ---- the kthread ---- */
+
+static void xvb_put_vm(struct xvb_dev *v)
+{
+	if (v->ring) {
+		kvm_xvmap_put(v->ring);
+		v->ring = NULL;
+	}
+	if (v->intf) {
+		kvm_xinterface_put(v->intf);
+		v->intf = NULL;
+	}
+}
+
+static int xvb_thread(void *data)
+{
+	struct xvb_dev *v = data;
+	bool retry = false;
+	int ret = 0;
+
+	while (!kthread_should_stop()) {
+		set_current_state(TASK_INTERRUPTIBLE);
+		if (!atomic_xchg(&v->kicked, 0) && !kthread_should_stop()) {
+			if (retry || !v->kick_file)
+				schedule_timeout(1);
+			else
+				schedule_timeout(XVB_IDLE_PROBE);
+		}
+		__set_current_state(TASK_RUNNING);
+		if (kthread_should_stop())
+			break;
+		xvb_add(&v->st.wakeups, 1);
+
+		ret = xvb_serve(v);
+		retry = false;
+		if (ret == -ESRCH)
+			break;
+		if (ret > 0) {
+			atomic_set(&v->kicked, 1);
+		} else if (ret < 0) {
+			xvb_add(&v->st.ring_errors, 1);
+			/* A ring being remapped: look again next tick. */
+			retry = ret != -EPROTO;
+		}
+		cond_resched();
+	}
+
+	/* Do not keep an orphaned VM alive until the device is closed. */
+	xvb_put_vm(v);
+	if (ret == -ESRCH) {
+		WRITE_ONCE(v->error, ESRCH);
+		WRITE_ONCE(v->state, XI_VBLK_DEAD);
+		pr_info("xi_vblk: the VMM exited; stopped after %llu requests\n",
+			v->st.requests);
+	}
+	/* kthread_stop() needs the thread alive. */
+	for (;;) {
+		set_current_state(TASK_INTERRUPTIBLE);
+		if (kthread_should_stop())
+			break;
+		schedule();
+	}
+	__set_current_state(TASK_RUNNING);
+	return 0;
+}
+
+static int xvb_kick_wake(wait_queue_entry_t *wait, unsigned int mode,
+			 int sync, void *key)
+{
+	struct xvb_dev *v = container_of(wait, struct xvb_dev, kick_wait);
+
+	if (!(key_to_poll(key) & EPOLLIN))
+		return 0;
+	atomic_set(&v->kicked, 1);
+	wake_up_process(v->thread);
+	return 0;
+}
+
+static void xvb_kick_queue(struct file *file, wait_queue_head_t *wqh,
+			   poll_table *pt)
+{
+	struct xvb_dev *v = container_of(pt, struct xvb_dev, kick_pt);
+
+	v->kick_wqh = wqh;
+	add_wait_queue(wqh, &v->kick_wait);
+}
+
+/* ---- start and stop ---- */
+
+/* Stop the kthread and release the queue; called with v->lock held. */
+static void xvb_stop(struct xvb_dev *v)
+{
+	if (v->kick_wqh) {
+		remove_wait_queue(v->kick_wqh, &v->kick_wait);
+		v->kick_wqh = NULL;
+	}
+	if (v->thread) {
+		kthread_stop(v->thread);
+		v->thread = NULL;
+	}
+	/* The kthread may not have run at all. */
+	xvb_put_vm(v);
+	if (v->kick_file) {
+		fput(v->kick_file);
+		v->kick_file = NULL;
+	}
+	if (v->call) {
+		eventfd_ctx_put(v->call);
+		v->call = NULL;
+	}
+	kvfree(v->chain);
+	kvfree(v->rd);
+	kvfree(v->wr);
+	kvfree(v->tmp);
+	v->chain = NULL;
+	v->rd = NULL;
+	v->wr = NULL;
+	v->tmp = NULL;
+}
+
+static int xvb_check_config(const struct xi_vblk_config *c, u64 *lo, u64 *hi)
+{
+	const u64 start[] = { c->desc_gpa, c->avail_gpa, c->used_gpa };
+	const u64 size[] = {
+		16ull * c->num,
+		struct_size_t(struct vring_avail, ring, c->num) + 2,
+		struct_size_t(struct vring_used, ring, c->num) + 2,
+	};
+	int i;
+
+	if (!c->num || c->num > XI_VBLK_MAX_QUEUE || !is_power_of_2(c->num) ||
+	    !c->sectors || c->sectors > XI_VBLK_MAX_SECTORS ||
+	    c->flags & ~XI_VBLK_F_SG || c->pad)
+		return -EINVAL;
+	if (c->desc_gpa % 16 || c->avail_gpa % 2 || c->used_gpa % 4)
+		return -EINVAL;
+	*lo = U64_MAX;
+	*hi = 0;
+	for (i = 0; i < ARRAY_SIZE(start); i++) {
+		if (start[i] + size[i] < start[i])
+			return -EOVERFLOW;
+		*lo = min(*lo, start[i]);
+		*hi = max(*hi, start[i] + size[i]);
+	}
+	return *hi - *lo > XVB_MAX_RING_SPAN ? -E2BIG : 0;
+}
+
+static int xvb_start(struct xvb_dev *v, const struct xi_vblk_config *c)
+{
+	unsigned int num = c->num;
+	struct task_struct *t;
+	u64 lo, hi;
+	int ret, idx;
+
+	ret = xvb_check_config(c, &lo, &hi);
+	if (ret)
+		return ret;
+	if (v->thread)
+		return -EBUSY;
+
+	if (v->sectors != c->sectors) {
+		vfree(v->disk);
+		v->sectors = 0;
+		v->disk = vzalloc(c->sectors << XVB_SECTOR_SHIFT);
+		if (!v->disk)
+			return -ENOMEM;
+		v->sectors = c->sectors;
+	}
+	v->cfg = *c;
+	v->ring_gpa = lo;
+	memset(&v->st, 0, sizeof(v->st));
+	kvm_xcache_init(&v->meta_cache);
+	kvm_xcache_init(&v->data_cache);
+	v->error = 0;
+	atomic_set(&v->kicked, 1);	/* serve what is already posted */
+
+	v->chain = kvcalloc(num, sizeof(*v->chain), GFP_KERNEL);
+	v->rd = kvcalloc(num, sizeof(*v->rd), GFP_KERNEL);
+	v->wr = kvcalloc(num, sizeof(*v->wr), GFP_KERNEL);
+	v->tmp = kvcalloc(num, sizeof(*v->tmp), GFP_KERNEL);
+	ret = -ENOMEM;
+	if (!v->chain || !v->rd || !v->wr || !v->tmp)
+		goto err;
+
+	v->intf = kvm_xinterface_bind(c->vm_fd);
+	if (IS_ERR(v->intf)) {
+		ret = PTR_ERR(v->intf);
+		v->intf = NULL;
+		goto err;
+	}
+	v->ring = kvm_xinterface_vmap(v->intf, lo, hi - lo, KVM_XVMAP_WRITE);
+	if (IS_ERR(v->ring)) {
+		ret = PTR_ERR(v->ring);
+		v->ring = NULL;
+		goto err;
+	}
+	/* Start where the used ring is: a stopped queue resumes. */
+	idx = xvb_ring_begin(v);
+	if (idx < 0) {
+		ret = idx;
+		goto err;
+	}
+	v->last_used = vq16_to_cpu(READ_ONCE(xvb_used(v)->idx));
+	v->last_avail = v->last_used;
+	xvb_ring_end(v, idx);
+
+	if (c->call_fd >= 0) {
+		v->call = eventfd_ctx_fdget(c->call_fd);
+		if (IS_ERR(v->call)) {
+			ret = PTR_ERR(v->call);
+			v->call = NULL;
+			goto err;
+		}
+	}
+	if (c->kick_fd >= 0) {
+		v->kick_file = eventfd_fget(c->kick_fd);
+		if (IS_ERR(v->kick_file)) {
+			ret = PTR_ERR(v->kick_file);
+			v->kick_file = NULL;
+			goto err;
+		}
+	}
+
+	t = kthread_create(xvb_thread, v, "xi_vblk/%d", task_pid_nr(current));
+	if (IS_ERR(t)) {
+		ret = PTR_ERR(t);
+		goto err;
+	}
+	v->thread = t;
+	if (v->kick_file) {
+		init_waitqueue_func_entry(&v->kick_wait, xvb_kick_wake);
+		init_poll_funcptr(&v->kick_pt, xvb_kick_queue);
+		vfs_poll(v->kick_file, &v->kick_pt);
+	}
+	WRITE_ONCE(v->state, XI_VBLK_RUNNING);
+	wake_up_process(t);
+	return 0;
+err:
+	xvb_stop(v);
+	return ret;
+}
+
+/* ---- the character device ---- */
+
+static void xvb_get_stats(struct xvb_dev *v, struct xi_vblk_stats *s)
+{
+	s->state = READ_ONCE(v->state);
+	s->error = READ_ONCE(v->error);
+	s->requests = READ_ONCE(v->st.requests);
+	s->bad_requests = READ_ONCE(v->st.bad_requests);
+	s->bytes_read = READ_ONCE(v->st.bytes_read);
+	s->bytes_written = READ_ONCE(v->st.bytes_written);
+	s->wakeups = READ_ONCE(v->st.wakeups);
+	s->batches = READ_ONCE(v->st.batches);
+	s->calls = READ_ONCE(v->st.calls);
+	s->ring_refreshes = READ_ONCE(v->st.ring_refreshes);
+	s->cache_hits = READ_ONCE(v->st.cache_hits);
+	s->cache_misses = READ_ONCE(v->st.cache_misses);
+	s->ring_errors = READ_ONCE(v->st.ring_errors);
+}
+
+static long xvb_ioctl(struct file *file, unsigned int cmd, unsigned long arg)
+{
+	struct xvb_dev *v = file->private_data;
+	void __user *argp = (void __user *)arg;
+	struct xi_vblk_config c;
+	struct xi_vblk_stats s;
+	int ret;
+
+	switch (cmd) {
+	case XI_VBLK_START:
+		if (copy_from_user(&c, argp, sizeof(c)))
+			return -EFAULT;
+		mutex_lock(&v->lock);
+		ret = xvb_start(v, &c);
+		mutex_unlock(&v->lock);
+		return ret;
+	case XI_VBLK_STOP:
+		mutex_lock(&v->lock);
+		ret = v->thread ? 0 : -ENOTCONN;
+		xvb_stop(v);
+		WRITE_ONCE(v->state, XI_VBLK_IDLE);
+		mutex_unlock(&v->lock);
+		return ret;
+	case XI_VBLK_GET_STATS:
+		xvb_get_stats(v, &s);
+		return copy_to_user(argp, &s, sizeof(s)) ? -EFAULT : 0;
+	}
+	return -ENOTTY;
+}
+
+static int xvb_open(struct inode *inode, struct file *file)
+{
+	struct xvb_dev *v = kzalloc(sizeof(*v), GFP_KERNEL);
+
+	if (!v)
+		return -ENOMEM;
+	mutex_init(&v->lock);
+	file->private_data = v;
+	return 0;
+}
+
+static int xvb_release(struct inode *inode, struct file *file)
+{
+	struct xvb_dev *v = file->private_data;
+
+	mutex_lock(&v->lock);
+	xvb_stop(v);
+	mutex_unlock(&v->lock);
+	mutex_destroy(&v->lock);
+	vfree(v->disk);
+	kfree(v);
+	return 0;
+}
+
+static const struct file_operations xvb_fops = {
+	.owner = THIS_MODULE,
+	.open = xvb_open,
+	.release = xvb_release,
+	.unlocked_ioctl = xvb_ioctl,
+	.compat_ioctl = compat_ptr_ioctl,
+};
+
+static struct miscdevice xvb_misc = {
+	.minor = MISC_DYNAMIC_MINOR,
+	.name = "xi_vblk",
+	.fops = &xvb_fops,
+};
+
+module_misc_device(xvb_misc);
+
+MODULE_DESCRIPTION("kvm_xinterface sample: a RAM disk served to a KVM guest from a kthread");
+MODULE_LICENSE("GPL");

@@ -1,0 +1,103 @@
+/* SPDX-License-Identifier: GPL-2.0-only WITH Linux-syscall-note */
+/*
+ * Interface of the xi_vblk sample (samples/kvm/xinterface/xi_vblk.c): a
+ * RAM-backed block device served from a kthread to a KVM guest through
+ * kvm_xinterface.  Shared with tools/testing/selftests/kvm/xinterface_sample.c.
+ */
+#ifndef _SAMPLES_KVM_XI_VBLK_UAPI_H
+#define _SAMPLES_KVM_XI_VBLK_UAPI_H
+
+#include <linux/ioctl.h>
+#include <linux/types.h>
+
+/* Largest queue and largest request (all data descriptors together). */
+#define XI_VBLK_MAX_QUEUE	1024
+#define XI_VBLK_MAX_REQUEST	0x400000u
+/* Largest disk, in 512-byte sectors (256 MiB). */
+#define XI_VBLK_MAX_SECTORS	0x80000ull
+
+/* xi_vblk_config.flags */
+#define XI_VBLK_F_SG		0x1u		/* move data with kvm_xinterface_sg() */
+
+/**
+ * struct xi_vblk_config - the queue and the disk, for XI_VBLK_START
+ * @vm_fd: the VM's file descriptor, in the caller's file table.
+ * @kick_fd: eventfd the guest's notifications arrive on (the VMM registers
+ *	it with KVM_IOEVENTFD), or -1: the kthread polls the ring every tick.
+ * @call_fd: eventfd signalled after a batch of completions (for KVM_IRQFD
+ *	or the VMM), or -1: the guest polls the used ring.
+ * @num: queue size, a power of two from 1 to XI_VBLK_MAX_QUEUE.
+ * @desc_gpa: guest physical address of the descriptor table.
+ * @avail_gpa: guest physical address of the available ring.
+ * @used_gpa: guest physical address of the used ring.  The three parts
+ *	must lie within 1 MiB of each other (one mapping covers them).
+ * @sectors: disk size in 512-byte sectors, at most XI_VBLK_MAX_SECTORS.
+ *	The disk is zero-filled at the first start and kept across stop and
+ *	start while the size stays the same.
+ * @flags: XI_VBLK_F_*.
+ * @pad: must be 0.
+ *
+ * The device starts at the used ring's current index, so a queue can be
+ * stopped and started again without losing requests.
+ */
+struct xi_vblk_config {
+	__s32 vm_fd;
+	__s32 kick_fd;
+	__s32 call_fd;
+	__u32 num;
+	__u64 desc_gpa;
+	__u64 avail_gpa;
+	__u64 used_gpa;
+	__u64 sectors;
+	__u32 flags;
+	__u32 pad;
+};
+
+/* xi_vblk_stats.state */
+enum {
+	XI_VBLK_IDLE,		/* never started, or stopped by XI_VBLK_STOP */
+	XI_VBLK_RUNNING,	/* the kthread serves the queue */
+	XI_VBLK_DEAD,		/* the kthread stopped by itself: see @error */
+};
+
+/**
+ * struct xi_vblk_stats - what the device did, for XI_VBLK_GET_STATS
+ * @state: XI_VBLK_IDLE, XI_VBLK_RUNNING or XI_VBLK_DEAD.
+ * @error: why the kthread stopped by itself (a positive errno: ESRCH when
+ *	the VMM exited), or 0.
+ * @requests: requests completed (put in the used ring), good or bad.
+ * @bad_requests: requests failed because the guest's ring or buffers were
+ *	malformed (bad index, loop, overflow, hole, read-only memory, ...).
+ * @bytes_read: data bytes moved from the disk to the guest.
+ * @bytes_written: data bytes moved from the guest to the disk.
+ * @wakeups: times the kthread woke up (kicks or polling ticks).
+ * @batches: batches served (one kvm_xinterface_use_mm() scope each).
+ * @calls: call eventfd signals.
+ * @ring_refreshes: times the ring mapping had to be rebuilt.
+ * @cache_hits: translation cache hits of the buffer copies.
+ * @cache_misses: translation cache misses of the buffer copies.
+ * @ring_errors: times the ring itself could not be read (not a request).
+ */
+struct xi_vblk_stats {
+	__u32 state;
+	__u32 error;
+	__u64 requests;
+	__u64 bad_requests;
+	__u64 bytes_read;
+	__u64 bytes_written;
+	__u64 wakeups;
+	__u64 batches;
+	__u64 calls;
+	__u64 ring_refreshes;
+	__u64 cache_hits;
+	__u64 cache_misses;
+	__u64 ring_errors;
+};
+
+/* Bind to the VM and start serving; -EBUSY if already running. */
+#define XI_VBLK_START		_IOW('X', 0, struct xi_vblk_config)
+/* Stop the kthread and drop the VM; the disk is kept. */
+#define XI_VBLK_STOP		_IO('X', 1)
+#define XI_VBLK_GET_STATS	_IOR('X', 2, struct xi_vblk_stats)
+
+#endif /* _SAMPLES_KVM_XI_VBLK_UAPI_H */
