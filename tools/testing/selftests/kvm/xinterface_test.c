@@ -648,14 +648,31 @@ static void test_vmm_exit(void)
 		    xi_copy(xf, XI_TEST_CTX_CALLER, 0, 0x100000, buf, 64) ||
 		    buf[0] != 0x5a || buf[63] != 0x5a)
 			_exit(1);
+		/* A valid mapping, left behind when the mm goes away. */
+		memset(buf, 0, sizeof(buf));
+		if (xi_vmap(xf, 0x100000 + 8, 2 * PG, 1) ||
+		    xi_vmap_rw(xf, XI_TEST_CTX_KTHREAD, 0, 0, buf, 64, NULL) ||
+		    buf[0] != 0x5a || buf[63] != 0x5a)
+			_exit(2);
 		_exit(0);	/* the VMM exits with the binding alive */
 	}
 	waitpid(pid, &st, 0);
 	tap(WIFEXITED(st) && !WEXITSTATUS(st),
-	    "VMM exit: child VMM bound and copied before exiting");
+	    "VMM exit: child VMM bound, copied and read through a vmap before exiting (status %d)",
+	    WIFEXITED(st) ? WEXITSTATUS(st) : -1);
 	for (ctx = 0; ctx < XI_TEST_CTX_NR; ctx++)
 		tap(xi_copy(xf, ctx, ctx & 1, 0x100000, buf, 64) == -ESRCH,
 		    "VMM exit: copy from %s gives ESRCH", ctx_name[ctx]);
+	for (ctx = 0; ctx < XI_TEST_CTX_NR; ctx++)
+		tap(xi_vmap_rw(xf, ctx, ctx & 1, 0, buf, 64, NULL) == -ESRCH,
+		    "VMM exit: the mapping made before the exit was invalidated; access from %s gives ESRCH",
+		    ctx_name[ctx]);
+	tap(xi_vmap(xf, 0x100000, 64, 0) == -ESRCH,
+	    "VMM exit: new vmap gives ESRCH");
+	tap(xi_sg(xf, XI_TEST_CTX_KTHREAD, DIR_TO_DEV,
+		  (struct xi_test_range[]){ { 0x100000, 64 } }, 1, buf, 64,
+		  NULL) == -ESRCH,
+	    "VMM exit: sg gives ESRCH");
 	tap(xi_unbind(xf) == 0, "VMM exit: last put destroys the orphaned VM");
 	close(xf);
 }
