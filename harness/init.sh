@@ -62,10 +62,35 @@ run_bg() {
 	npar=$((npar + 1))
 	echo "xi-init: starting $name"
 	echo "$name" > /tmp/par.$npar.name
+	echo "$secs $*" > /tmp/par.$npar.cmd
 	timed /tmp/par.$npar.rc "$secs" "$@" > /tmp/par.$npar.out 2>&1 &
+}
+# An upstream test that fails in the concurrent set runs once more, alone.
+# Under TCG's nested SVM some of them fail rarely with a guest SHUTDOWN
+# that is not ours (seen once in memslot_modification_stress_test).  The
+# first run's output is kept as comments after an XI-RETRY line, and
+# parse-results.sh reports the retry; the second run decides.
+retry() {
+	i=$1
+	rc=$(cut -d' ' -f1 /tmp/par.$i.rc 2>/dev/null || echo 255)
+	case "$(cat /tmp/par.$i.name)" in upstream/*) ;; *) return ;; esac
+	[ "$rc" = 0 ] || [ "$rc" = 4 ] && return
+	echo "xi-init: retrying $(cat /tmp/par.$i.name) (exit code $rc)"
+	sed 's/^/# first run: /' /tmp/par.$i.out > /tmp/par.$i.first
+	# shellcheck disable=SC2046
+	timed /tmp/par.$i.rc "$(cut -d' ' -f1 /tmp/par.$i.cmd)" \
+		$(cut -d' ' -f2- /tmp/par.$i.cmd) > /tmp/par.$i.out 2>&1
+	{ echo "XI-RETRY $rc"; cat /tmp/par.$i.first /tmp/par.$i.out; } \
+		> /tmp/par.$i.both
+	mv /tmp/par.$i.both /tmp/par.$i.out
 }
 par_end() {
 	wait
+	i=1
+	while [ $i -le $npar ]; do
+		retry $i
+		i=$((i + 1))
+	done
 	i=1
 	while [ $i -le $npar ]; do
 		name=$(cat /tmp/par.$i.name)

@@ -50,6 +50,7 @@ file == 1 && /^XI-END / {
 	inblk = 0; cur = ""; next
 }
 file == 1 && /^XI-DONE/ { done = 1; next }
+file == 1 && inblk && /^XI-RETRY / { retried[cur] = $2; next }
 file == 1 && inblk && /^(not )?ok [0-9]+/ {
 	ntap++
 	if (tap($0, cur) == "FAIL") nfail++
@@ -91,6 +92,8 @@ END {
 		print "---- full console log: " ARGV[2]
 		print "---- results log: " ARGV[1]
 	}
+	for (n in retried)
+		printf "RETRY %s: the first run failed (exit code %s); run again alone (first output kept in %s)\n", n, retried[n], ARGV[1]
 	printf "%d passed, %d failed", pass, fail
 	if (skip) printf ", %d skipped", skip
 	printf "\n"
