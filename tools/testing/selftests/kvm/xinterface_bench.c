@@ -16,8 +16,9 @@
  * calibrated until one batch lasts at least the batch time (-t); then -b
  * rounds each time one batch of every row, in turn, so a burst of load on
  * the host spreads over all rows instead of spoiling one, and rows that
- * are compared (1 vs 301 memslots too) are measured at the same times.  A row reports the median and the 10th/90th percentile of its
- * batches' ns per operation (per thread).  Output: the table, the goals of
+ * are compared (1 vs 301 memslots too) are measured at the same times.
+ * A row reports the median and the 10th/90th percentile of its batches'
+ * ns per operation (per thread).  Output: the table, the goals of
  * issue 6, then a JSON document, each between XI-BENCH-*-BEGIN/END lines.
  *
  * Usage: xinterface_bench [-t batch_ms] [-b rounds] [-q]
@@ -230,7 +231,7 @@ static int pvm_row(pid_t pid, struct row *r)
 	int err;
 
 	if (!buf)
-		return ENOMEM;
+		return errno;	/* ENOMEM; rows keep positive errnos */
 	memset(buf, 0x5a, r->len);
 	if (r->iters) {
 		err = pvm_batch(pid, r, buf, n / 8 ? n / 8 : 1, &ns);
@@ -526,7 +527,7 @@ static void eval_goals(void)
 	goal("  kthread copy_from 64K vs copy_from_user in the VMM (same copy instruction)",
 	     find(XB_M_XI, C_KTHREAD, 0, 1, 0, 1, 0, 65536),
 	     find(XB_M_USER, C_VMM, 0, 1, 0, 1, 0, 65536), 0, 0, 1);
-	goal("  rep movsb vs memcpy, 64K kernel buffers (TCG emulation of the copy_user instruction)",
+	goal("  rep movsb vs memcpy, 64K kernel buffers (TCG's copy_user instruction)",
 	     find(XB_M_REP_MOVSB, C_VMM, 0, 1, 0, 1, 0, 65536), mc64k, 0, 0, 1);
 	goal("kthread copy_from 64B, per call, <= 1.5x kvm_read_guest time",
 	     find(XB_M_XI, C_KTHREAD, 0, 1, 0, 1, 0, 64), kr64, 1, 1.5, 0);
@@ -570,6 +571,19 @@ static void eval_goals(void)
 	printf("XI-BENCH-GOALS-END\n");
 }
 
+/* The measurements of one row, as JSON members. */
+static void print_row_json(const struct row *r)
+{
+	printf("\"iters_per_batch\": %lu, \"samples\": %u, ",
+	       (unsigned long)r->iters, r->nsamples);
+	printf("\"ns_median\": %.2f, \"ns_p10\": %.2f, \"ns_p90\": %.2f, ",
+	       r->med, r->p10, r->p90);
+	printf("\"gbps\": %.4f, \"x_memcpy\": %.4f, \"x_kvm_read_guest\": %.4f, ",
+	       r->threads * r->len / r->med, vs_memcpy(r), vs_kvm(r));
+	printf("\"cache_hits\": %lu, \"cache_misses\": %lu}",
+	       (unsigned long)r->hits, (unsigned long)r->misses);
+}
+
 static void print_json(void)
 {
 	struct utsname u;
@@ -582,34 +596,26 @@ static void print_json(void)
 	printf("  \"cpu_flags\": \"%s\",\n", cpu_flags());
 	printf("  \"cpus\": %ld,\n  \"batch_ns\": %lu,\n  \"rounds\": %u,\n",
 	       sysconf(_SC_NPROCESSORS_ONLN), (unsigned long)batch_ns, batches);
-	printf("  \"units\": {\"ns\": \"ns per operation (per thread)\", "
-	       "\"gbps\": \"bytes per ns, all threads\", "
-	       "\"x_memcpy\": \"memcpy ns / row ns, same size and direction\", "
-	       "\"x_kvm_read_guest\": \"row ns / kvm_read_guest ns, same size\"},\n");
+	printf("  \"units\": {");
+	printf("\"ns\": \"ns per operation (per thread)\", ");
+	printf("\"gbps\": \"bytes per ns, all threads\", ");
+	printf("\"x_memcpy\": \"memcpy ns / row ns, same size and direction\", ");
+	printf("\"x_kvm_read_guest\": \"row ns / kvm_read_guest ns, same size\"},\n");
 	printf("  \"rows\": [\n");
 	for (i = 0; i < nrows; i++) {
 		const struct row *r = &rows[i];
 
-		printf("    {\"name\": \"%s\", \"context\": \"%s\", "
-		       "\"threads\": %d, \"cache\": %s, \"memslots\": %d, "
-		       "\"access\": \"%s\", \"dir\": \"%s\", \"size\": %lu, ",
-		       r->name, ctx_name[r->ctx], r->threads,
-		       r->cache ? "true" : "false", r->slots,
+		printf("    {\"name\": \"%s\", \"context\": \"%s\", ",
+		       r->name, ctx_name[r->ctx]);
+		printf("\"threads\": %d, \"cache\": %s, \"memslots\": %d, ",
+		       r->threads, r->cache ? "true" : "false", r->slots);
+		printf("\"access\": \"%s\", \"dir\": \"%s\", \"size\": %lu, ",
 		       r->alt ? "alternating" : "one",
 		       r->write ? "write" : "read", (unsigned long)r->len);
 		if (r->err)
 			printf("\"error\": \"%s\"}", strerror(r->err));
 		else
-			printf("\"iters_per_batch\": %lu, \"samples\": %u, "
-			       "\"ns_median\": %.2f, \"ns_p10\": %.2f, "
-			       "\"ns_p90\": %.2f, \"gbps\": %.4f, "
-			       "\"x_memcpy\": %.4f, \"x_kvm_read_guest\": %.4f, "
-			       "\"cache_hits\": %lu, \"cache_misses\": %lu}",
-			       (unsigned long)r->iters, r->nsamples, r->med,
-			       r->p10, r->p90, r->threads * r->len / r->med,
-			       vs_memcpy(r), vs_kvm(r),
-			       (unsigned long)r->hits,
-			       (unsigned long)r->misses);
+			print_row_json(r);
 		printf("%s\n", i + 1 < nrows ? "," : "");
 	}
 	printf("  ],\n  \"goals\": [\n");
