@@ -34,6 +34,8 @@ function tap(line, prefix,    st, d) {
 	else sub(/^ok [0-9]+ ?-? ?/, "", line)
 	if (line ~ /# *[Ss][Kk][Ii][Pp]/) st = "SKIP"
 	d = line; sub(/ *# *[Ss][Kk][Ii][Pp].*/, "", d)
+	# kselftest.h puts the description of a skip after "# SKIP".
+	if (d == "" && st == "SKIP") { d = line; sub(/^# *[Ss][Kk][Ii][Pp] */, "", d) }
 	if (d == "") d = "#" (++anon)
 	report(st, prefix ": " d)
 	return st

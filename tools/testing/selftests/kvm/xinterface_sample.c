@@ -486,20 +486,17 @@ struct vmm {
 	uint64_t buf_pages;
 };
 
-static int tap_n, tap_failed;
-
-static void tap(int ok, const char *fmt, ...)
+/* One TAP result through kselftest.h, which counts and ends the plan. */
+static __printf(2, 3) void tap(int ok, const char *fmt, ...)
 {
+	char msg[512];
 	va_list ap;
 
-	printf("%s %d ", ok ? "ok" : "not ok", ++tap_n);
 	va_start(ap, fmt);
-	vprintf(fmt, ap);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
-	printf("\n");
+	ksft_test_result(ok, "%s\n", msg);
 	fflush(stdout);
-	if (!ok)
-		tap_failed++;
 }
 
 static double now(void)
@@ -720,8 +717,8 @@ static int run_report(const struct opts *o)
 	    "device: XI_VBLK_STOP stops the kthread and drops the VM");
 	close(m.dev);
 	vmm_destroy(&m);
-	printf("1..%d\n", tap_n);
-	return tap_failed ? 1 : 0;
+	ksft_set_plan(ksft_test_num());	/* the plan comes last */
+	ksft_finished();
 }
 
 /* ---- the kselftest ---- */
@@ -1162,7 +1159,7 @@ int main(int argc, char *argv[])
 		    XI_VBLK_MAX_QUEUE);
 	o.requests += o.requests & 1;	/* writes and reads come in pairs */
 
-	printf("TAP version 13\n");
+	ksft_print_header();
 	if (!kselftest)
 		return run_report(&o);
 
@@ -1175,6 +1172,6 @@ int main(int argc, char *argv[])
 	test_stop_restart();
 	test_churn_dirty();
 	test_vmm_exit();
-	printf("1..%d\n", tap_n);
-	return tap_failed ? 1 : 0;
+	ksft_set_plan(ksft_test_num());	/* the plan comes last */
+	ksft_finished();
 }

@@ -89,25 +89,22 @@ static void guest_code(void)
 
 /* ---- TAP ---- */
 
-static int tap_n, tap_failed;
-
-static void tap(int ok, const char *fmt, ...)
+/* One TAP result through kselftest.h, which counts and ends the plan. */
+static __printf(2, 3) void tap(int ok, const char *fmt, ...)
 {
+	char msg[512];
 	va_list ap;
 
-	printf("%s %d ", ok ? "ok" : "not ok", ++tap_n);
 	va_start(ap, fmt);
-	vprintf(fmt, ap);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
-	printf("\n");
+	ksft_test_result(ok, "%s\n", msg);
 	fflush(stdout);
-	if (!ok)
-		tap_failed++;
 }
 
 static void tap_skip(const char *what, const char *why)
 {
-	printf("ok %d %s # SKIP %s\n", ++tap_n, what, why);
+	ksft_test_result_skip("%s: %s\n", what, why);
 	fflush(stdout);
 }
 
@@ -1188,7 +1185,7 @@ int main(int argc, char *argv[])
 	struct kvm_vm *vm;
 	int xf;
 
-	printf("TAP version 13\n");
+	ksft_print_header();
 	xf = xi_open();
 
 	vm = vm_create_with_one_vcpu(&vcpu_main, guest_code);
@@ -1231,6 +1228,6 @@ int main(int argc, char *argv[])
 	kvm_vm_free(vm);
 	test_module_pinning();
 
-	printf("1..%d\n", tap_n);
-	return tap_failed ? 1 : 0;
+	ksft_set_plan(ksft_test_num());	/* the plan comes last */
+	ksft_finished();
 }
