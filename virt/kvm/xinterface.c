@@ -566,6 +566,19 @@ void kvm_xinterface_invalidate(struct kvm *kvm, unsigned long start,
 
 	spin_lock(&kvm->xi_lock);
 	list_for_each_entry(m, &kvm->xi_vmaps, link) {
+		bool hit;
+
+		/*
+		 * Most invalidations miss a given mapping: look under the
+		 * read lock so its accesses are not stalled, as pfncache does.
+		 * A refresh that makes it valid after this look sees the
+		 * raised mn_active_invalidate_count and retries.
+		 */
+		read_lock(&m->lock);
+		hit = m->valid && xi_vmap_overlaps(m, start, end);
+		read_unlock(&m->lock);
+		if (!hit)
+			continue;
 		write_lock(&m->lock);
 		if (m->valid && xi_vmap_overlaps(m, start, end))
 			m->valid = false;
