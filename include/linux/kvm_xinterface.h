@@ -102,10 +102,14 @@ static inline void kvm_xinterface_put(struct kvm_xinterface *intf)
  *
  * Works from the VM owner's context, from a kthread or workqueue item (the
  * function switches to the VM's mm itself), and from any other task (slower:
- * the pages are looked up remotely).  May sleep.  Pages written are marked
- * in the memslot's dirty bitmap when dirty logging is enabled.
+ * the pages are looked up remotely).  In every context a page of a
+ * userfaultfd-registered range is waited for, as a vCPU fault would wait.
+ * May sleep.  Pages written are marked in the memslot's dirty bitmap when
+ * dirty logging is enabled.
  *
- * On error a prefix of the range may have been written.
+ * On error a prefix of the range may have been written; every page that
+ * received bytes of it is marked dirty all the same, so a failed write is
+ * never lost to migration.
  *
  * Return: 0 on success, or
  *  * -EOVERFLOW: @gpa + @len wraps or is beyond the guest physical space;
@@ -114,14 +118,20 @@ static inline void kvm_xinterface_put(struct kvm_xinterface *intf)
  *  * -EROFS: part of the range is in a read-only memslot;
  *  * -EPERM: part of the range is private guest memory;
  *  * -EOPNOTSUPP: part of the range is in a memslot with dirty logging on
- *    and the VM uses the dirty ring, which cannot take writes from outside
- *    a vCPU: the write would be lost to migration, so it is refused;
+ *    and the VM uses the dirty ring without a bitmap: the ring cannot take
+ *    writes from outside a vCPU, the write would be lost to migration, so
+ *    it is refused.  A VM that enabled KVM_CAP_DIRTY_LOG_RING_WITH_BITMAP
+ *    gets such writes in its memslots' dirty bitmaps instead;
  *  * -ESRCH: the VM's owner exited, its address space is gone;
- *  * -EFAULT: the memslot's userspace mapping could not be accessed;
- *  * -EINTR: a fatal signal arrived while waiting for the VM's mm
- *    (other-task path only);
- *  * -EAGAIN: the range kept changing (private/shared conversion) under
- *    the copy; retry.
+ *  * -EFAULT: the memslot's userspace mapping could not be accessed (also
+ *    when a page of it could not be allocated, on the VM owner's and the
+ *    kthread paths, as for copy_to_user());
+ *  * -ENOMEM: a page of the memslot's mapping could not be allocated
+ *    (other-task path);
+ *  * -EINTR: a fatal signal arrived while waiting (for the VM's mm lock or
+ *    a userfaultfd page on the other-task path, or while a private/shared
+ *    conversion raced the copy of a memslot that can hold private memory:
+ *    such a copy otherwise retries until the conversion is over).
  */
 static inline int kvm_xinterface_copy_to(struct kvm_xinterface *intf,
 					 u64 gpa, const void *src, size_t len)
@@ -141,7 +151,7 @@ static inline int kvm_xinterface_copy_to(struct kvm_xinterface *intf,
  * undefined.
  *
  * Return: 0 on success, or -EOVERFLOW, -ENXIO, -EPERM, -ESRCH, -EFAULT,
- * -EINTR or -EAGAIN with the meanings given for kvm_xinterface_copy_to().
+ * -ENOMEM or -EINTR with the meanings given for kvm_xinterface_copy_to().
  */
 static inline int kvm_xinterface_copy_from(struct kvm_xinterface *intf,
 					   void *dst, u64 gpa, size_t len)
@@ -164,15 +174,19 @@ struct kvm_xrange {
  * @hits: accesses that used the cached memslot (no memslot search).
  * @misses: accesses that had to search the memslots.
  * @generation: memslot generation the cached entry is valid for; private.
+ * @binding: the binding the entry was filled through; private.
  * @slot: the cached memslot; private.
  *
  * Remembers the last memslot an access went through, so repeated access to
  * the same region (a ring, a buffer pool) skips the memslot search.  The
- * entry is used only while the VM's memslot generation is the one it was
- * filled at: any memslot change (add, delete, move, flags) makes the next
- * access search again.  Only the memslot (and with it the gfn -> hva
- * translation) is cached; pages are never cached here, so MMU-notifier
- * invalidation does not concern it.  See kvm_xvmap for cached mappings.
+ * entry is used only through the binding it was filled through, and only
+ * while the VM's memslot generation is the one it was filled at: any
+ * memslot change (add, delete, move, flags) makes the next access search
+ * again, and so does an access through another binding (a cache never
+ * hands one VM's memslot to another, even after the first VM is gone).
+ * Only the memslot (and with it the gfn -> hva translation) is cached;
+ * pages are never cached here, so MMU-notifier invalidation does not
+ * concern it.  See kvm_xvmap for cached mappings.
  *
  * Initialize with kvm_xcache_init().  One cache must not be used by two
  * accesses at the same time: embed one per ring or per thread, or
@@ -182,6 +196,7 @@ struct kvm_xcache {
 	u64 hits;
 	u64 misses;
 	u64 generation;
+	u64 binding;
 	struct kvm_memory_slot *slot;
 };
 
@@ -263,9 +278,15 @@ void kvm_xinterface_unuse_mm(struct kvm_xinterface *intf);
  *			return err;		// -ENXIO, -EPERM, -ESRCH, ...
  *		idx = kvm_xvmap_begin(map);
  *	}
+ *	if (idx < 0)
+ *		return idx;			// -EDEADLK: nested section
  *	memcpy(buf, map->addr + off, n);	// no sleeping, no faults
  *	kvm_xvmap_mark_dirty(map, off, n);	// after writes only
  *	kvm_xvmap_end(map, idx);
+ *
+ * Sections do not nest, not even on different mappings: end one before
+ * beginning the next.  A read-only mapping (no KVM_XVMAP_WRITE) is mapped
+ * read-only: writing through it faults.
  */
 struct kvm_xvmap {
 	void *addr;

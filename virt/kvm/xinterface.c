@@ -36,19 +36,25 @@
  */
 #define XI_GPA_LIMIT		BIT_ULL(52)
 
-/* Retries of one page when a private/shared conversion races a copy. */
-#define XI_CONVERSION_RETRIES	16
+/* Bounds of one copyv and of one scatter-gather table. */
+#define XI_MAX_RANGES		1024
 
-/* Retries of a vmap refresh that keeps racing MMU-notifier invalidations. */
-#define XI_REFRESH_RETRIES	64
-
-/* Bounds of one scatter-gather table. */
-#define XI_SG_MAX_RANGES	1024
+/* copyv snapshots up to this many caller ranges on the stack. */
+#define XI_STACK_RANGES		8
 
 struct xi_binding {
 	struct kvm_xinterface intf;
 	struct file *file;
+	u64 id;			/* unique for the kernel's lifetime */
 };
+
+/* Binding ids, so a kvm_xcache can tell which binding it belongs to. */
+static atomic64_t xi_next_id = ATOMIC64_INIT(0);
+
+static u64 xi_binding_id(struct kvm_xinterface *intf)
+{
+	return container_of(intf, struct xi_binding, intf)->id;
+}
 
 /* How the copy reaches kvm->mm. */
 enum xi_path {
@@ -86,9 +92,23 @@ static size_t xi_slot_run(gfn_t base_gfn, unsigned long npages, u64 gpa,
 	return min_t(u64, len, slot_end - gpa);
 }
 
-/* Can this access go to @slot?  Maps each refusal to its errno. */
+/*
+ * Does the VM log dirty pages only in per-vCPU rings, with no bitmap for
+ * writes made outside a vCPU?  KVM_CAP_DIRTY_LOG_RING_WITH_BITMAP gives
+ * such a VM a bitmap, which is where this API's writes then go.
+ */
+static bool xi_ring_only(struct kvm *kvm)
+{
+	return READ_ONCE(kvm->dirty_ring_size) &&
+	       !READ_ONCE(kvm->dirty_ring_with_bitmap);
+}
+
+/*
+ * Can this access go to @slot?  Maps each refusal to its errno.
+ * @ring_only: the VM has a dirty ring and no dirty bitmap.
+ */
 static int xi_slot_check(const struct kvm_memory_slot *slot, bool write,
-			 bool dirty_ring)
+			 bool ring_only)
 {
 	if (!slot || slot->id >= KVM_USER_MEM_SLOTS ||
 	    (slot->flags & KVM_MEMSLOT_INVALID))
@@ -97,7 +117,7 @@ static int xi_slot_check(const struct kvm_memory_slot *slot, bool write,
 		return 0;
 	if (slot->flags & KVM_MEM_READONLY)
 		return -EROFS;
-	if (dirty_ring && kvm_slot_dirty_track_enabled(slot))
+	if (ring_only && kvm_slot_dirty_track_enabled(slot))
 		return -EOPNOTSUPP;
 	return 0;
 }
@@ -112,22 +132,52 @@ static void xi_mark_dirty(struct kvm_memory_slot *slot, u64 gpa, size_t len)
 		set_bit_le(gfn - slot->base_gfn, slot->dirty_bitmap);
 }
 
-static int xi_copy_remote(struct mm_struct *mm, unsigned long hva, void *buf,
-			  size_t len, bool write)
+/*
+ * Look up and pin nothing: get_user_pages_remote() with @locked, so a page
+ * of a userfaultfd range waits for its handler as a fault in the VM's mm
+ * would, instead of failing.  Returns what get_user_pages_remote() does;
+ * reacquires mmap_lock for the caller when it was dropped, *locked tells
+ * whether it is held on return.
+ */
+static long xi_gup_remote(struct mm_struct *mm, unsigned long hva,
+			  unsigned long nr, unsigned int gup,
+			  struct page **pages, bool pin, int *locked)
 {
-	int ret = 0;
+	if (!*locked) {
+		if (mmap_read_lock_killable(mm))
+			return -EINTR;
+		*locked = 1;
+	}
+	if (pin)
+		return pin_user_pages_remote(mm, hva, nr, gup, pages, locked);
+	return get_user_pages_remote(mm, hva, nr, gup, pages, locked);
+}
 
-	if (mmap_read_lock_killable(mm))
-		return -EINTR;
-	while (len) {
+/*
+ * The errno of a failed lookup: a fatal signal stays -EINTR and a failed
+ * allocation (of a page or a page table) -ENOMEM; the rest is -EFAULT.
+ */
+static int xi_gup_errno(long n)
+{
+	return n == -EINTR || n == -ENOMEM ? n : -EFAULT;
+}
+
+static int xi_copy_remote(struct mm_struct *mm, unsigned long hva, void *buf,
+			  size_t len, bool write, size_t *done)
+{
+	int locked = 0, ret = 0;
+
+	while (*done < len) {
 		size_t off = offset_in_page(hva);
-		size_t n = min_t(size_t, len, PAGE_SIZE - off);
+		size_t n = min_t(size_t, len - *done, PAGE_SIZE - off);
 		struct page *page;
+		long got;
 		void *p;
 
-		if (get_user_pages_remote(mm, hva, 1, write ? FOLL_WRITE : 0,
-					  &page, NULL) != 1) {
-			ret = -EFAULT;
+		got = xi_gup_remote(mm, hva, 1, write ? FOLL_WRITE : 0, &page,
+				    false, &locked);
+		if (got != 1) {
+			ret = xi_gup_errno(got);
 			break;
 		}
 		p = kmap_local_page(page);
@@ -142,76 +192,112 @@ static int xi_copy_remote(struct mm_struct *mm, unsigned long hva, void *buf,
 		put_page(page);
 		hva += n;
 		buf += n;
-		len -= n;
+		*done += n;
 	}
-	mmap_read_unlock(mm);
+	if (locked)
+		mmap_read_unlock(mm);
 	return ret;
 }
 
+/*
+ * Copy @len bytes between @buf and @hva in kvm->mm.  *@done is set to the
+ * bytes that reached their destination, also on error (a user copy that
+ * faults part-way, a remote lookup that fails on a later page), so that a
+ * write's dirty logging covers exactly what was written.
+ */
 static int xi_copy_hva(struct mm_struct *mm, enum xi_path path,
-		       unsigned long hva, void *buf, size_t len, bool write)
+		       unsigned long hva, void *buf, size_t len, bool write,
+		       size_t *done)
 {
 	unsigned long left;
 
+	*done = 0;
 	if (path == XI_PATH_REMOTE)
-		return xi_copy_remote(mm, hva, buf, len, write);
+		return xi_copy_remote(mm, hva, buf, len, write, done);
 	if (write)
 		left = copy_to_user((void __user *)hva, buf, len);
 	else
 		left = copy_from_user(buf, (void __user *)hva, len);
+	*done = len - left;
 	return left ? -EFAULT : 0;
 }
 
-/* The locked half of the fault path's retry check, under mmu_lock. */
-static bool xi_invalidate_retry(struct kvm *kvm, unsigned long seq, gfn_t gfn)
+/*
+ * Is an invalidation that covers @gfn in progress?  Passing the current
+ * sequence makes KVM's retry helper look only at the range in progress:
+ * invalidations of other gfns that complete meanwhile do not matter to a
+ * copy through the VMM's mapping, which faults its pages in again.
+ */
+static bool xi_gfn_invalidating(struct kvm *kvm, gfn_t gfn)
 {
-	bool retry;
+	bool busy;
 
 #ifdef KVM_HAVE_MMU_RWLOCK
 	read_lock(&kvm->mmu_lock);
-	retry = mmu_invalidate_retry_gfn(kvm, seq, gfn);
+	busy = mmu_invalidate_retry_gfn(kvm, kvm->mmu_invalidate_seq, gfn);
 	read_unlock(&kvm->mmu_lock);
 #else
 	spin_lock(&kvm->mmu_lock);
-	retry = mmu_invalidate_retry_gfn(kvm, seq, gfn);
+	busy = mmu_invalidate_retry_gfn(kvm, kvm->mmu_invalidate_seq, gfn);
 	spin_unlock(&kvm->mmu_lock);
 #endif
-	return retry;
+	return busy;
+}
+
+/*
+ * The unlocked look of mmu_invalidate_retry_gfn_unsafe(), at the range in
+ * progress only.  Its loads race with kvm_mmu_invalidate_begin() and _end()
+ * on purpose: a stale answer only makes the copy wait a little longer or
+ * go on to xi_gfn_invalidating(), which decides under mmu_lock.
+ */
+static bool xi_gfn_invalidating_unsafe(struct kvm *kvm, gfn_t gfn)
+{
+	return READ_ONCE(kvm->mmu_invalidate_in_progress) &&
+	       gfn >= READ_ONCE(kvm->mmu_invalidate_range_start) &&
+	       gfn < READ_ONCE(kvm->mmu_invalidate_range_end);
 }
 
 /*
  * Copy within one page of a memslot that can hold private memory.  The
- * attribute check and the copy are bracketed like a vCPU fault: a private
- * <-> shared conversion adds its gfns to the invalidation range and bumps
- * mmu_invalidate_seq, so one that races the copy makes us redo the page,
- * and a page that became private is then refused.
+ * page must be shared, and no private/shared conversion of it may be in
+ * progress, both before and after the copy: a conversion marks its gfns
+ * as being invalidated (mmu_invalidate_in_progress and range) while it
+ * changes their attributes.  A conversion in progress is waited out, as
+ * the vCPU fault path does; one that made the page private meanwhile
+ * fails the copy with -EPERM.  Only a fatal signal ends the wait (-EINTR).
+ * Invalidations of other gfns (NUMA balancing, KSM, THP, a conversion of
+ * another page) do not make the copy retry.  A conversion to private and
+ * back within the copy is not detected: the guest, which could not see
+ * the shared page in between, then sees the copy as made after it.
+ *
+ * *@done is the most bytes an attempt wrote, so a write that then fails
+ * is still dirty-logged.
  */
 static int xi_copy_private_capable(struct kvm *kvm, struct mm_struct *mm,
 				   enum xi_path path, gfn_t gfn,
 				   unsigned long hva, void *buf, size_t len,
-				   bool write)
+				   bool write, size_t *done)
 {
-	int tries, ret;
+	size_t n;
+	int ret;
 
-	for (tries = 0; tries < XI_CONVERSION_RETRIES; tries++) {
-		unsigned long seq = kvm->mmu_invalidate_seq;
-
-		/* Pairs with the smp_wmb() in kvm_mmu_invalidate_end(). */
-		smp_rmb();
-		if (mmu_invalidate_retry_gfn_unsafe(kvm, seq, gfn)) {
-			cond_resched();
-			continue;
+	*done = 0;
+	for (;;) {
+		/* Unlocked look first, so a conversion is waited out cheaply. */
+		if (!xi_gfn_invalidating_unsafe(kvm, gfn)) {
+			if (kvm_mem_is_private(kvm, gfn))
+				return -EPERM;
+			ret = xi_copy_hva(mm, path, hva, buf, len, write, &n);
+			*done = max(*done, n);
+			if (ret)
+				return ret;
+			if (!xi_gfn_invalidating(kvm, gfn))
+				return kvm_mem_is_private(kvm, gfn) ? -EPERM : 0;
 		}
-		if (kvm_mem_is_private(kvm, gfn))
-			return -EPERM;
-		ret = xi_copy_hva(mm, path, hva, buf, len, write);
-		if (ret)
-			return ret;
-		if (!xi_invalidate_retry(kvm, seq, gfn))
-			return 0;
+		if (fatal_signal_pending(current))
+			return -EINTR;
 		cond_resched();
 	}
-	return -EAGAIN;
 }
 
 /*
@@ -219,7 +305,7 @@ static int xi_copy_private_capable(struct kvm *kvm, struct mm_struct *mm,
  * memslot generation.  Under kvm->srcu: an unchanged generation means the
  * same memslot set is still the active one, so the cached pointer is live.
  */
-static struct kvm_memory_slot *xi_lookup(struct kvm *kvm, gfn_t gfn,
+static struct kvm_memory_slot *xi_lookup(struct kvm *kvm, u64 id, gfn_t gfn,
 					 struct kvm_xcache *cache)
 {
 	struct kvm_memslots *slots = kvm_memslots(kvm);
@@ -227,7 +313,14 @@ static struct kvm_memory_slot *xi_lookup(struct kvm *kvm, gfn_t gfn,
 
 	if (cache) {
 		slot = cache->slot;
-		if (slot && cache->generation == slots->generation &&
+		/*
+		 * The generation alone does not identify a memslot set: two
+		 * VMs can be at the same one.  The binding id does, and ids
+		 * are never reused, so a cache filled through a binding
+		 * that is gone cannot match either.
+		 */
+		if (slot && cache->binding == id &&
+		    cache->generation == slots->generation &&
 		    gfn - slot->base_gfn < slot->npages) {
 			cache->hits++;
 			return slot;
@@ -238,24 +331,25 @@ static struct kvm_memory_slot *xi_lookup(struct kvm *kvm, gfn_t gfn,
 	if (cache) {
 		cache->slot = slot;
 		cache->generation = slots->generation;
+		cache->binding = id;
 	}
 	return slot;
 }
 
-static int xi_copy_slots(struct kvm *kvm, struct mm_struct *mm,
+static int xi_copy_slots(struct kvm *kvm, u64 id, struct mm_struct *mm,
 			 enum xi_path path, u64 gpa, void *buf, size_t len,
 			 bool write, struct kvm_xcache *cache)
 {
-	bool dirty_ring = READ_ONCE(kvm->dirty_ring_size);
+	bool ring_only = xi_ring_only(kvm);
 
 	while (len) {
 		struct kvm_memory_slot *slot;
 		unsigned long hva;
-		size_t run;
+		size_t run, done;
 		int ret;
 
-		slot = xi_lookup(kvm, gpa >> PAGE_SHIFT, cache);
-		ret = xi_slot_check(slot, write, dirty_ring);
+		slot = xi_lookup(kvm, id, gpa >> PAGE_SHIFT, cache);
+		ret = xi_slot_check(slot, write, ring_only);
 		if (ret)
 			return ret;
 
@@ -266,14 +360,16 @@ static int xi_copy_slots(struct kvm *kvm, struct mm_struct *mm,
 			run = min_t(size_t, run, PAGE_SIZE - offset_in_page(gpa));
 			ret = xi_copy_private_capable(kvm, mm, path,
 						      gpa >> PAGE_SHIFT, hva,
-						      buf, run, write);
+						      buf, run, write, &done);
 		} else {
-			ret = xi_copy_hva(mm, path, hva, buf, run, write);
+			ret = xi_copy_hva(mm, path, hva, buf, run, write,
+					  &done);
 		}
+		/* Whatever reached guest memory is logged, also on error. */
+		if (write && done)
+			xi_mark_dirty(slot, gpa, done);
 		if (ret)
 			return ret;
-		if (write)
-			xi_mark_dirty(slot, gpa, run);
 		gpa += run;
 		buf += run;
 		len -= run;
@@ -281,18 +377,19 @@ static int xi_copy_slots(struct kvm *kvm, struct mm_struct *mm,
 	return 0;
 }
 
+/* Copy through @ranges, which the caller cannot change under us. */
 static int xi_copy(struct kvm_xinterface *intf,
 		   const struct kvm_xrange *ranges, unsigned int nr, void *buf,
 		   size_t len, bool write, struct kvm_xcache *cache)
 {
 	struct kvm *kvm = intf->kvm;
 	struct mm_struct *mm = kvm->mm;
+	u64 id = xi_binding_id(intf);
 	enum xi_path path;
 	unsigned int i;
 	size_t total = 0;
 	int ret = 0, idx;
 
-	might_sleep();
 	for (i = 0; i < nr; i++) {
 		ret = xi_check_range(ranges[i].gpa, ranges[i].len);
 		if (ret)
@@ -320,7 +417,7 @@ static int xi_copy(struct kvm_xinterface *intf,
 
 	idx = srcu_read_lock(&kvm->srcu);
 	for (i = 0; i < nr && !ret; i++) {
-		ret = xi_copy_slots(kvm, mm, path, ranges[i].gpa, buf,
+		ret = xi_copy_slots(kvm, id, mm, path, ranges[i].gpa, buf,
 				    ranges[i].len, write, cache);
 		buf += ranges[i].len;
 	}
@@ -338,6 +435,7 @@ static int xi_copy_to(struct kvm_xinterface *intf, u64 gpa, const void *src,
 {
 	struct kvm_xrange r = { .gpa = gpa, .len = len };
 
+	might_sleep();
 	return xi_copy(intf, &r, 1, (void *)src, len, true, NULL);
 }
 
@@ -346,6 +444,7 @@ static int xi_copy_from(struct kvm_xinterface *intf, void *dst, u64 gpa,
 {
 	struct kvm_xrange r = { .gpa = gpa, .len = len };
 
+	might_sleep();
 	return xi_copy(intf, &r, 1, dst, len, false, NULL);
 }
 
@@ -365,9 +464,13 @@ static int xi_copy_from(struct kvm_xinterface *intf, void *dst, u64 gpa,
  * when @cache already holds the memslot.  Contexts, dirty logging and
  * partial results as for kvm_xinterface_copy_to().  May sleep.
  *
- * Return: 0 on success, -EINVAL if @len is not the total length of the
- * ranges, -EOVERFLOW if a range overflows or the total exceeds
- * MAX_RW_COUNT, or the errors of kvm_xinterface_copy_to() (write) and
+ * @ranges is read once, before anything is copied: a caller that changes
+ * it during the call gets the ranges as they were on entry.
+ *
+ * Return: 0 on success, -EINVAL if @nr exceeds 1024 or @len is not the
+ * total length of the ranges, -EOVERFLOW if a range overflows or the total
+ * exceeds MAX_RW_COUNT, -ENOMEM (more than 8 ranges need a kernel copy of
+ * the array), or the errors of kvm_xinterface_copy_to() (write) and
  * kvm_xinterface_copy_from() (read).
  */
 int kvm_xinterface_copyv(struct kvm_xinterface *intf,
@@ -375,7 +478,26 @@ int kvm_xinterface_copyv(struct kvm_xinterface *intf,
 			 void *buf, size_t len, bool write,
 			 struct kvm_xcache *cache)
 {
-	return xi_copy(intf, ranges, nr, buf, len, write, cache);
+	struct kvm_xrange stack[XI_STACK_RANGES], *snap = stack;
+	int ret;
+
+	might_sleep();
+	if (nr > XI_MAX_RANGES)
+		return -EINVAL;
+	/*
+	 * Read the caller's ranges once: the lengths that were checked
+	 * against @len are the ones copied, even if the array changes.
+	 */
+	if (nr > ARRAY_SIZE(stack)) {
+		snap = kmalloc_array(nr, sizeof(*snap), GFP_KERNEL);
+		if (!snap)
+			return -ENOMEM;
+	}
+	memcpy(snap, ranges, nr * sizeof(*snap));
+	ret = xi_copy(intf, snap, nr, buf, len, write, cache);
+	if (snap != stack)
+		kfree(snap);
+	return ret;
 }
 EXPORT_SYMBOL_NS_GPL(kvm_xinterface_copyv, KVM_XINTERFACE);
 
@@ -444,12 +566,19 @@ static const struct kvm_xinterface_ops xi_ops = {
  * kvm_xinterface_bind_file() - bind to the VM behind a file
  * @file: a KVM VM file (from KVM_CREATE_VM).
  *
+ * Must be called by the VM's owner, the process that created the VM
+ * (current->mm is the VM's mm), as KVM requires of every VM ioctl: in the
+ * VMM's context, typically in an ioctl of the consumer's device that
+ * passes the VM fd.  The binding may then be used from any context the
+ * copy functions allow (kthreads, workqueues, other tasks).
+ *
  * The binding holds a reference on @file, which keeps the VM and the
  * vendor module alive, and a reference on the VM.  Drop it with
  * kvm_xinterface_put().  May sleep.
  *
- * Return: the binding, ERR_PTR(-EINVAL) if @file is not a KVM VM, or
- * ERR_PTR(-ENOMEM).
+ * Return: the binding, ERR_PTR(-EINVAL) if @file is not a KVM VM,
+ * ERR_PTR(-EIO) if the caller is not the VM's owner or the VM is dead
+ * (KVM's errno for both), or ERR_PTR(-ENOMEM).
  */
 struct kvm_xinterface *kvm_xinterface_bind_file(struct file *file)
 {
@@ -459,11 +588,20 @@ struct kvm_xinterface *kvm_xinterface_bind_file(struct file *file)
 	if (!file_is_kvm(file))
 		return ERR_PTR(-EINVAL);
 	kvm = file->private_data;
+	/*
+	 * KVM's own rule for VM ioctls: only the VM's owner may use it, and
+	 * not once it is dead.  A process that merely holds the fd (a forked
+	 * child, a receiver of SCM_RIGHTS) must not reach guest memory
+	 * through a consumer module either.
+	 */
+	if (kvm->mm != current->mm || READ_ONCE(kvm->vm_dead))
+		return ERR_PTR(-EIO);
 
 	b = kzalloc(sizeof(*b), GFP_KERNEL_ACCOUNT);
 	if (!b)
 		return ERR_PTR(-ENOMEM);
 	b->file = get_file(file);
+	b->id = atomic64_inc_return(&xi_next_id);
 	kvm_get_kvm(kvm);
 	b->intf.kvm = kvm;
 	b->intf.ops = &xi_ops;
@@ -481,7 +619,7 @@ EXPORT_SYMBOL_NS_GPL(kvm_xinterface_bind_file, KVM_XINTERFACE);
  * the descriptor does not end it.
  *
  * Return: the binding, ERR_PTR(-EBADF) if @fd is not an open descriptor,
- * ERR_PTR(-EINVAL) if it is not a KVM VM, or ERR_PTR(-ENOMEM).
+ * or the errors of kvm_xinterface_bind_file().
  */
 struct kvm_xinterface *kvm_xinterface_bind(int fd)
 {
@@ -526,7 +664,9 @@ struct xi_vmap {
 	rwlock_t lock;
 	bool valid;
 	bool private_capable;		/* some run can hold private memory */
-	void *vaddr;			/* vmap() of the pages */
+	void *vaddr;			/* vmap() of the pages, or NULL */
+	void *stale;			/* invalidated vmap(), for unmap_work */
+	struct work_struct unmap_work;	/* vunmap()s @stale, holds a ref */
 	u64 generation;			/* memslot generation at refresh */
 	unsigned long mmu_seq;		/* mmu_invalidate_seq at refresh */
 	unsigned int nr_runs;
@@ -555,6 +695,27 @@ static bool xi_vmap_overlaps(struct xi_vmap *m, unsigned long start,
 }
 
 /*
+ * Tear down the kernel alias of an invalidated mapping: its pages may be
+ * freed as soon as the notifier returns, and no kernel PTE should point
+ * at them after that.  vunmap() sleeps and the notifier may not, so the
+ * unmap runs from a work item holding a reference on the mapping.  Under
+ * the write side of m->lock.  A mapping whose last reference is going
+ * away is left to xi_vmap_release(), which unmaps it.
+ *
+ * At most one alias waits at a time: @stale is taken only when it is
+ * free, and a refresh flushes the work before it maps again.
+ */
+static void xi_vmap_retire(struct xi_vmap *m)
+{
+	if (!m->vaddr || m->stale || !kref_get_unless_zero(&m->kref))
+		return;
+	m->stale = m->vaddr;
+	m->vaddr = NULL;
+	m->map.addr = NULL;
+	queue_work(system_unbound_wq, &m->unmap_work);
+}
+
+/*
  * MMU-notifier hook (invalidate_range_start and release): called before
  * the pages of [start, end) of the VM's mm are unmapped.  Waits for the
  * accesses in progress and makes the next kvm_xvmap_begin() fail.
@@ -580,8 +741,10 @@ void kvm_xinterface_invalidate(struct kvm *kvm, unsigned long start,
 		if (!hit)
 			continue;
 		write_lock(&m->lock);
-		if (m->valid && xi_vmap_overlaps(m, start, end))
+		if (m->valid && xi_vmap_overlaps(m, start, end)) {
 			m->valid = false;
+			xi_vmap_retire(m);
+		}
 		write_unlock(&m->lock);
 	}
 	spin_unlock(&kvm->xi_lock);
@@ -613,7 +776,7 @@ static int xi_vmap_lookup(struct xi_vmap *m, u64 *generation, bool *priv)
 {
 	struct kvm *kvm = m->intf->kvm;
 	struct kvm_memslots *slots = kvm_memslots(kvm);
-	bool dirty_ring = READ_ONCE(kvm->dirty_ring_size);
+	bool ring_only = xi_ring_only(kvm);
 	u64 gpa = m->gpa & PAGE_MASK;
 	size_t len = m->npages << PAGE_SHIFT, off = 0;
 	unsigned int nr = 0;
@@ -627,7 +790,7 @@ static int xi_vmap_lookup(struct xi_vmap *m, u64 *generation, bool *priv)
 		int ret;
 
 		slot = __gfn_to_memslot(slots, gfn);
-		ret = xi_slot_check(slot, m->write, dirty_ring);
+		ret = xi_slot_check(slot, m->write, ring_only);
 		if (ret)
 			return ret;
 		run = xi_slot_run(slot->base_gfn, slot->npages, gpa, len);
@@ -656,28 +819,28 @@ static int xi_vmap_get_pages(struct xi_vmap *m, struct mm_struct *mm)
 {
 	unsigned int gup = m->write ? FOLL_WRITE : 0;
 	unsigned long done = 0;
+	int locked = 0, ret = 0;
 	unsigned int i;
-	int ret = 0;
 
-	if (mmap_read_lock_killable(mm))
-		return -EINTR;
 	for (i = 0; i < m->nr_runs && !ret; i++) {
 		struct xi_vmap_run *r = &m->runs[i];
 		unsigned long hva = r->hva;
 
 		while (hva < r->hva_end) {
-			long n = get_user_pages_remote(mm, hva,
-						(r->hva_end - hva) >> PAGE_SHIFT,
-						gup, m->pages + done, NULL);
+			long n = xi_gup_remote(mm, hva,
+					       (r->hva_end - hva) >> PAGE_SHIFT,
+					       gup, m->pages + done, false,
+					       &locked);
 			if (n <= 0) {
-				ret = -EFAULT;
+				ret = xi_gup_errno(n);
 				break;
 			}
 			done += n;
 			hva += n << PAGE_SHIFT;
 		}
 	}
-	mmap_read_unlock(mm);
+	if (locked)
+		mmap_read_unlock(mm);
 	if (ret)
 		release_pages(m->pages, done);
 	return ret;
@@ -698,12 +861,18 @@ static bool xi_vmap_usable(struct xi_vmap *m)
 	return true;
 }
 
+/*
+ * Like a vCPU fault, retries for as long as invalidations race it, and
+ * gives up only on a fatal signal.
+ */
 static int xi_vmap_refresh_locked(struct xi_vmap *m, struct mm_struct *mm)
 {
 	struct kvm *kvm = m->intf->kvm;
-	int tries;
+	pgprot_t prot = m->write ? PAGE_KERNEL : PAGE_KERNEL_RO;
 
-	for (tries = 0; tries < XI_REFRESH_RETRIES; tries++) {
+	/* An alias the notifier retired is gone before a new one is made. */
+	flush_work(&m->unmap_work);
+	for (;;) {
 		unsigned long seq;
 		u64 generation;
 		void *vaddr, *old;
@@ -727,7 +896,12 @@ static int xi_vmap_refresh_locked(struct xi_vmap *m, struct mm_struct *mm)
 		ret = xi_vmap_get_pages(m, mm);
 		if (ret)
 			return ret;
-		vaddr = vmap(m->pages, m->npages, VM_MAP, PAGE_KERNEL);
+		/*
+		 * A read-only lookup may return the shared zero page, a KSM
+		 * page or a page-cache page: map it read-only, so that a
+		 * stray write faults in the caller instead of corrupting it.
+		 */
+		vaddr = vmap(m->pages, m->npages, VM_MAP, prot);
 		if (!vaddr) {
 			release_pages(m->pages, m->npages);
 			return -ENOMEM;
@@ -738,6 +912,8 @@ static int xi_vmap_refresh_locked(struct xi_vmap *m, struct mm_struct *mm)
 			write_unlock(&m->lock);
 			vunmap(vaddr);
 			release_pages(m->pages, m->npages);
+			if (fatal_signal_pending(current))
+				return -EINTR;
 			cond_resched();
 			continue;
 		}
@@ -759,26 +935,71 @@ static int xi_vmap_refresh_locked(struct xi_vmap *m, struct mm_struct *mm)
 			vunmap(old);
 		return 0;
 	}
-	return -EAGAIN;
+}
+
+/*
+ * The task inside an access section on each CPU.  A section runs with
+ * preemption disabled (read_lock), so the task cannot change CPU inside
+ * it and this CPU's entry is current exactly while current is inside one.
+ */
+static DEFINE_PER_CPU(struct task_struct *, xi_section_task);
+
+static bool xi_in_section(void)
+{
+	return this_cpu_read(xi_section_task) == current;
+}
+
+/* Take a mapping's locks if it is usable; the bookkeeping is the caller's. */
+static bool xi_vmap_lock_usable(struct xi_vmap *m, int *idx)
+{
+	struct kvm *kvm = m->intf->kvm;
+
+	*idx = srcu_read_lock(&kvm->srcu);
+	read_lock(&m->lock);
+	if (xi_vmap_usable(m)) {
+		/*
+		 * The section stays open across the return.  sparse cannot
+		 * express a lock that is taken only when a function returns
+		 * >= 0, so it is told the section is balanced here and in
+		 * xi_vmap_unlock(); lockdep checks the real sections.
+		 */
+		__release(&m->lock);
+		__release(&kvm->srcu);
+		return true;
+	}
+	read_unlock(&m->lock);
+	srcu_read_unlock(&kvm->srcu, *idx);
+	return false;
+}
+
+static void xi_vmap_unlock(struct xi_vmap *m, int idx)
+{
+	__acquire(&m->intf->kvm->srcu);
+	__acquire(&m->lock);
+	read_unlock(&m->lock);
+	srcu_read_unlock(&m->intf->kvm->srcu, idx);
 }
 
 /**
  * kvm_xvmap_refresh() - (re)build a mapping after kvm_xvmap_begin() failed
  * @map: the mapping.
  *
- * Looks the range up in the current memslots and maps its pages again.
- * Must not be called between kvm_xvmap_begin() and kvm_xvmap_end().  May
- * sleep.
+ * Looks the range up in the current memslots and maps its pages again,
+ * waiting, as a vCPU fault would, for pages of a userfaultfd range to be
+ * provided and for invalidations that race it to end.  Must not be called
+ * between kvm_xvmap_begin() and kvm_xvmap_end().  May sleep.
  *
  * Return: 0 when the mapping is usable again (call kvm_xvmap_begin()), or
  *  * -ENXIO: part of the range is no longer in a user memslot;
  *  * -EROFS: a writable mapping's range is now in a read-only memslot;
  *  * -EPERM: part of the range is now private memory;
  *  * -EOPNOTSUPP: a writable mapping's range is in a memslot with dirty
- *    logging on and the VM uses the dirty ring;
+ *    logging on and the VM uses the dirty ring without a bitmap;
  *  * -ESRCH: the VM's owner exited;
  *  * -EFAULT: the memslot's userspace mapping is gone (munmap);
- *  * -ENOMEM, -EINTR, or -EAGAIN if invalidations kept racing the refresh.
+ *  * -ENOMEM;
+ *  * -EINTR: a fatal signal arrived while waiting;
+ *  * -EDEADLK: called inside an access section (a bug of the caller).
  *
  * A mapping that failed to refresh stays unusable, but it may be refreshed
  * again later, e.g. after the memslot is added back.
@@ -787,17 +1008,17 @@ int kvm_xvmap_refresh(struct kvm_xvmap *map)
 {
 	struct xi_vmap *m = to_xi_vmap(map);
 	struct mm_struct *mm = m->intf->kvm->mm;
-	int ret;
+	int ret, idx;
 
+	if (xi_in_section())
+		return -EDEADLK;
 	might_sleep();
-	lockdep_assert_not_held(&m->lock);
 	if (!mmget_not_zero(mm))
 		return -ESRCH;
 	mutex_lock(&m->refresh_lock);
 	/* Another thread may have refreshed it while we waited. */
-	ret = kvm_xvmap_begin(map);
-	if (ret >= 0) {
-		kvm_xvmap_end(map, ret);
+	if (xi_vmap_lock_usable(m, &idx)) {
+		xi_vmap_unlock(m, idx);
 		ret = 0;
 	} else {
 		ret = xi_vmap_refresh_locked(m, mm);
@@ -815,27 +1036,29 @@ EXPORT_SYMBOL_NS_GPL(kvm_xvmap_refresh, KVM_XINTERFACE);
  * On success @map->addr may be read (and written, for a writable mapping)
  * until kvm_xvmap_end().  The section is atomic: no sleeping, no user
  * access, no page faults; keep it short, since it delays memslot updates
- * and the VM's MMU notifier.  Nests like a read lock; not for interrupt
- * context.
+ * and the VM's MMU notifier.  Not for interrupt context.
  *
- * Return: a cookie (>= 0) for kvm_xvmap_end(), or -EAGAIN if the mapping
- * was invalidated (memslot change, MMU-notifier invalidation of the
- * backing, the VM's mm exiting, private/shared conversion): call
- * kvm_xvmap_refresh() and begin again.
+ * Sections do not nest: a task inside a section (of any mapping) must end
+ * it before it begins another.  A nested begin would wait behind an MMU
+ * notifier that waits for the outer section, so it is refused.
+ *
+ * Return: a cookie (>= 0) for kvm_xvmap_end(), or
+ *  * -EAGAIN: the mapping was invalidated (memslot change, MMU-notifier
+ *    invalidation of the backing, the VM's mm exiting, private/shared
+ *    conversion): call kvm_xvmap_refresh() and begin again;
+ *  * -EDEADLK: the calling task is already inside a section.
  */
 int kvm_xvmap_begin(struct kvm_xvmap *map)
 {
 	struct xi_vmap *m = to_xi_vmap(map);
-	struct kvm *kvm = m->intf->kvm;
 	int idx;
 
-	idx = srcu_read_lock(&kvm->srcu);
-	read_lock(&m->lock);
-	if (xi_vmap_usable(m))
-		return idx;
-	read_unlock(&m->lock);
-	srcu_read_unlock(&kvm->srcu, idx);
-	return -EAGAIN;
+	if (unlikely(xi_in_section()))
+		return -EDEADLK;
+	if (!xi_vmap_lock_usable(m, &idx))
+		return -EAGAIN;
+	this_cpu_write(xi_section_task, current);
+	return idx;
 }
 EXPORT_SYMBOL_NS_GPL(kvm_xvmap_begin, KVM_XINTERFACE);
 
@@ -849,8 +1072,8 @@ void kvm_xvmap_end(struct kvm_xvmap *map, int idx)
 	struct xi_vmap *m = to_xi_vmap(map);
 
 	lockdep_assert_held_read(&m->lock);
-	read_unlock(&m->lock);
-	srcu_read_unlock(&m->intf->kvm->srcu, idx);
+	this_cpu_write(xi_section_task, NULL);
+	xi_vmap_unlock(m, idx);
 }
 EXPORT_SYMBOL_NS_GPL(kvm_xvmap_end, KVM_XINTERFACE);
 
@@ -886,6 +1109,20 @@ void kvm_xvmap_mark_dirty(struct kvm_xvmap *map, size_t offset, size_t len)
 	}
 }
 EXPORT_SYMBOL_NS_GPL(kvm_xvmap_mark_dirty, KVM_XINTERFACE);
+
+static void xi_vmap_unmap_work(struct work_struct *work)
+{
+	struct xi_vmap *m = container_of(work, struct xi_vmap, unmap_work);
+	void *stale;
+
+	write_lock(&m->lock);
+	stale = m->stale;
+	m->stale = NULL;
+	write_unlock(&m->lock);
+	if (stale)
+		vunmap(stale);
+	kvm_xvmap_put(&m->map);
+}
 
 static void xi_vmap_release(struct kref *kref)
 {
@@ -942,8 +1179,11 @@ EXPORT_SYMBOL_NS_GPL(kvm_xvmap_put, KVM_XINTERFACE);
  * stay movable (migration, compaction, KSM, THP) and the mapping is
  * invalidated instead, see struct kvm_xvmap for the access protocol.  A
  * read-only mapping of a range the guest has never written may map the
- * zero page until the guest writes it.  Works from any context that may
- * sleep.
+ * zero page until the guest writes it; a read-only mapping is mapped
+ * read-only in the kernel (PAGE_KERNEL_RO), so a write through it faults.
+ * An invalidated mapping's kernel alias is torn down soon after the
+ * invalidation (from a work item), not kept until the next refresh.
+ * Works from any context that may sleep.
  *
  * Return: the mapping (drop it with kvm_xvmap_put()), or ERR_PTR() of
  * -EINVAL (bad @flags or @len 0), -EOVERFLOW (as for copies), -ENOMEM, or
@@ -967,10 +1207,11 @@ struct kvm_xvmap *kvm_xinterface_vmap(struct kvm_xinterface *intf, u64 gpa,
 	if (!m)
 		return ERR_PTR(-ENOMEM);
 	m->npages = (offset_in_page(gpa) + len + PAGE_SIZE - 1) >> PAGE_SHIFT;
+	/* Sized by the caller: a failure is its -ENOMEM, not a warning. */
 	m->pages = kvmalloc_array(m->npages, sizeof(*m->pages),
-				  GFP_KERNEL_ACCOUNT);
+				  GFP_KERNEL_ACCOUNT | __GFP_NOWARN);
 	m->runs = kvmalloc_array(m->npages, sizeof(*m->runs),
-				 GFP_KERNEL_ACCOUNT);
+				 GFP_KERNEL_ACCOUNT | __GFP_NOWARN);
 	if (!m->pages || !m->runs) {
 		kvfree(m->pages);
 		kvfree(m->runs);
@@ -978,6 +1219,7 @@ struct kvm_xvmap *kvm_xinterface_vmap(struct kvm_xinterface *intf, u64 gpa,
 		return ERR_PTR(-ENOMEM);
 	}
 	kref_init(&m->kref);
+	INIT_WORK(&m->unmap_work, xi_vmap_unmap_work);
 	mutex_init(&m->refresh_lock);
 	rwlock_init(&m->lock);
 	m->gpa = gpa;
@@ -1056,12 +1298,15 @@ static struct scatterlist *xi_sg_fill(struct scatterlist *sg,
 	return sg;
 }
 
-/* Pin the pages of one range; under kvm->srcu and mmap_lock. */
+/*
+ * Pin the pages of one range; under kvm->srcu.  mmap_lock is taken as
+ * needed and may be dropped while a page is waited for (*@locked).
+ */
 static int xi_sg_pin(struct kvm *kvm, struct mm_struct *mm,
 		     const struct kvm_xrange *r, bool write,
-		     struct page **pages, unsigned long *pinned)
+		     struct page **pages, unsigned long *pinned, int *locked)
 {
-	bool dirty_ring = READ_ONCE(kvm->dirty_ring_size);
+	bool ring_only = xi_ring_only(kvm);
 	unsigned int gup = write ? FOLL_WRITE : 0;
 	u64 gpa = r->gpa & PAGE_MASK;
 	size_t len = xi_range_pages(r) << PAGE_SHIFT;
@@ -1074,7 +1319,7 @@ static int xi_sg_pin(struct kvm *kvm, struct mm_struct *mm,
 		size_t run, i;
 
 		slot = __gfn_to_memslot(kvm_memslots(kvm), gfn);
-		ret = xi_slot_check(slot, write, dirty_ring);
+		ret = xi_slot_check(slot, write, ring_only);
 		if (ret)
 			break;
 		run = xi_slot_run(slot->base_gfn, slot->npages, gpa, len);
@@ -1085,12 +1330,11 @@ static int xi_sg_pin(struct kvm *kvm, struct mm_struct *mm,
 		hva = __gfn_to_hva_memslot(slot, gfn);
 		end = hva + run;
 		while (hva < end && !ret) {
-			long n = pin_user_pages_remote(mm, hva,
-						       (end - hva) >> PAGE_SHIFT,
-						       gup, pages + *pinned,
-						       NULL);
+			long n = xi_gup_remote(mm, hva,
+					       (end - hva) >> PAGE_SHIFT, gup,
+					       pages + *pinned, true, locked);
 			if (n <= 0) {
-				ret = -EFAULT;
+				ret = xi_gup_errno(n);
 				break;
 			}
 			*pinned += n;
@@ -1124,7 +1368,7 @@ static int xi_sg_pin(struct kvm *kvm, struct mm_struct *mm,
  * Return: the table, or ERR_PTR() of -EINVAL (bad @nr, @dir or an empty
  * range), -EOVERFLOW (a range overflows, or the total exceeds MAX_RW_COUNT),
  * -ENOMEM, or the errors of kvm_xinterface_copy_to() (writable) or
- * kvm_xinterface_copy_from() (read-only) except -EAGAIN.
+ * kvm_xinterface_copy_from() (read-only).
  */
 struct kvm_xsg *kvm_xinterface_sg(struct kvm_xinterface *intf,
 				  const struct kvm_xrange *ranges,
@@ -1135,33 +1379,39 @@ struct kvm_xsg *kvm_xinterface_sg(struct kvm_xinterface *intf,
 	unsigned long npages = 0, pinned = 0;
 	unsigned int i, nents = 0;
 	struct scatterlist *sg;
+	int ret, idx, locked = 0;
 	size_t total = 0;
 	struct xi_sg *s;
-	int ret, idx;
 
 	might_sleep();
-	if (!nr || nr > XI_SG_MAX_RANGES || !valid_dma_direction(dir))
+	if (!nr || nr > XI_MAX_RANGES || !valid_dma_direction(dir))
 		return ERR_PTR(-EINVAL);
-	for (i = 0; i < nr; i++) {
-		if (!ranges[i].len)
-			return ERR_PTR(-EINVAL);
-		ret = xi_check_range(ranges[i].gpa, ranges[i].len);
-		if (ret)
-			return ERR_PTR(ret);
-		total += ranges[i].len;
-		if (total > MAX_RW_COUNT)
-			return ERR_PTR(-EOVERFLOW);
-		npages += xi_range_pages(&ranges[i]);
-	}
 
+	/*
+	 * Everything below works on this copy of @ranges: the caller's
+	 * array is read once, so the lengths that size pages[] and the
+	 * table are the ones pinned and described.
+	 */
 	s = kzalloc(struct_size(s, ranges, nr), GFP_KERNEL_ACCOUNT);
 	if (!s)
 		return ERR_PTR(-ENOMEM);
 	s->nr = nr;
 	memcpy(s->ranges, ranges, nr * sizeof(*ranges));
+	for (i = 0; i < nr; i++) {
+		const struct kvm_xrange *r = &s->ranges[i];
+
+		ret = r->len ? xi_check_range(r->gpa, r->len) : -EINVAL;
+		if (!ret && r->len > MAX_RW_COUNT - total)
+			ret = -EOVERFLOW;
+		if (ret)
+			goto err_free;
+		total += r->len;
+		npages += xi_range_pages(r);
+	}
 	s->write = dir != DMA_TO_DEVICE;
 	s->npages = npages;
-	s->pages = kvmalloc_array(npages, sizeof(*s->pages), GFP_KERNEL_ACCOUNT);
+	s->pages = kvmalloc_array(npages, sizeof(*s->pages),
+				  GFP_KERNEL_ACCOUNT | __GFP_NOWARN);
 	if (!s->pages) {
 		ret = -ENOMEM;
 		goto err_free;
@@ -1173,21 +1423,18 @@ struct kvm_xsg *kvm_xinterface_sg(struct kvm_xinterface *intf,
 	}
 	/* The order of the fault path: kvm->srcu, then mmap_lock. */
 	idx = srcu_read_lock(&kvm->srcu);
-	if (mmap_read_lock_killable(mm)) {
-		ret = -EINTR;
-	} else {
-		for (i = 0, ret = 0; i < nr && !ret; i++)
-			ret = xi_sg_pin(kvm, mm, &ranges[i], s->write,
-					s->pages, &pinned);
+	for (i = 0, ret = 0; i < nr && !ret; i++)
+		ret = xi_sg_pin(kvm, mm, &s->ranges[i], s->write, s->pages,
+				&pinned, &locked);
+	if (locked)
 		mmap_read_unlock(mm);
-	}
 	srcu_read_unlock(&kvm->srcu, idx);
 	mmput(mm);
 	if (ret)
 		goto err_unpin;
 
 	for (i = 0, pinned = 0; i < nr; i++) {
-		unsigned long n = xi_range_pages(&ranges[i]);
+		unsigned long n = xi_range_pages(&s->ranges[i]);
 
 		nents += xi_sg_segments(s->pages + pinned, n);
 		pinned += n;
@@ -1197,8 +1444,8 @@ struct kvm_xsg *kvm_xinterface_sg(struct kvm_xinterface *intf,
 		goto err_unpin;
 	sg = s->xsg.sgt.sgl;
 	for (i = 0, pinned = 0; i < nr; i++) {
-		sg = xi_sg_fill(sg, s->pages + pinned, &ranges[i]);
-		pinned += xi_range_pages(&ranges[i]);
+		sg = xi_sg_fill(sg, s->pages + pinned, &s->ranges[i]);
+		pinned += xi_range_pages(&s->ranges[i]);
 	}
 	s->intf = kvm_xinterface_get(intf);
 	return &s->xsg;
