@@ -27,13 +27,35 @@ MODULE_IMPORT_NS(KVM_XINTERFACE);
 
 #define XIT_MAX_RANGES		64
 #define XIT_VMAP_TRIES		100
+/* Bytes copied in one access section: sections run with preemption off. */
+#define XIT_VMAP_CHUNK		SZ_64K
+
+/* What the last access through a file's mapping used. */
+struct xit_alias {
+	unsigned long kaddr;		/* page of map->addr */
+	unsigned long pfn;		/* the page it mapped */
+};
 
 struct xit_file {
 	struct mutex lock;		/* protects everything below */
 	struct kvm_xinterface *intf;
 	struct kvm_xvmap *map;
+	u64 map_gpa;
+	u32 map_flags;
+	struct xit_alias alias;
 	struct kvm_xcache cache;
+	/* XI_TEST_FAIL_NTH: armed for the next operation, and its result. */
+	u32 fail_nth;
+	s32 fail_left;
+	/* The XI_TEST_F_MUTABLE call in flight, for XI_TEST_MUTATE. */
+	spinlock_t mut_lock;
+	struct kvm_xrange *mut_ranges;
+	unsigned int mut_nr;
 };
+
+/* XI_TEST_F_SHARED_CACHE: one cache for every file, so for every VM. */
+static DEFINE_MUTEX(xit_shared_lock);
+static struct kvm_xcache xit_shared_cache;
 
 /* One operation, run in the context the test asked for. */
 struct xit_req {
@@ -52,8 +74,12 @@ struct xit_req {
 	unsigned int nents;
 	/* vmap */
 	struct kvm_xvmap *map;
+	struct xit_alias *alias;
 	u32 refreshes;
 	int ret;
+	/* XI_TEST_FAIL_NTH: arm the executing task, what was left of it. */
+	u32 fail_nth;
+	s32 fail_left;
 	struct work_struct work;	/* XI_TEST_CTX_WORKQUEUE */
 	struct completion done;		/* XI_TEST_CTX_KTHREAD */
 };
@@ -81,39 +107,84 @@ static int xit_copyv_fn(struct xit_req *r)
 	return ret;
 }
 
-/* Access through a mapping with the documented begin/refresh protocol. */
-static int xit_vmap_rw(struct kvm_xvmap *map, size_t off, void *buf,
-		       size_t len, bool write, u32 *refreshes)
+/* The kernel PTE of @kaddr: present, its pfn and whether it is writable. */
+static bool xit_kernel_pte(unsigned long kaddr, unsigned long *pfn,
+			   bool *writable)
+{
+#ifdef CONFIG_X86
+	unsigned int level;
+	pte_t *pte = lookup_address(kaddr, &level);
+
+	if (!pte || !pte_present(*pte))
+		return false;
+	*pfn = pte_pfn(*pte);
+	*writable = pte_write(*pte);
+	return true;
+#else
+	return false;
+#endif
+}
+
+/* Enter a section with the documented begin/refresh protocol. */
+static int xit_vmap_begin(struct kvm_xvmap *map, u32 *refreshes)
 {
 	int tries, idx, ret;
 
-	if (off > map->len || len > map->len - off)
-		return -EINVAL;
 	for (tries = 0; tries < XIT_VMAP_TRIES; tries++) {
 		idx = kvm_xvmap_begin(map);
-		if (idx >= 0)
-			break;
+		if (idx != -EAGAIN)
+			return idx;
 		(*refreshes)++;
 		ret = kvm_xvmap_refresh(map);
 		if (ret)
 			return ret;
 	}
-	if (idx < 0)
-		return idx;
-	if (write) {
-		memcpy(map->addr + off, buf, len);
-		kvm_xvmap_mark_dirty(map, off, len);
-	} else {
-		memcpy(buf, map->addr + off, len);
-	}
-	kvm_xvmap_end(map, idx);
+	return -EAGAIN;
+}
+
+/*
+ * Access through a mapping, one section per XIT_VMAP_CHUNK bytes so that
+ * preemption is never off for long.  @alias, if not NULL, records the
+ * kernel page the first section used.
+ */
+static int xit_vmap_rw(struct kvm_xvmap *map, size_t off, void *buf,
+		       size_t len, bool write, u32 *refreshes,
+		       struct xit_alias *alias)
+{
+	size_t done = 0;
+	int idx;
+
+	if (off > map->len || len > map->len - off)
+		return -EINVAL;
+	do {
+		size_t n = min_t(size_t, len - done, XIT_VMAP_CHUNK);
+		bool w;
+
+		idx = xit_vmap_begin(map, refreshes);
+		if (idx < 0)
+			return idx;
+		if (alias && !done) {
+			alias->kaddr = (unsigned long)map->addr & PAGE_MASK;
+			if (!xit_kernel_pte(alias->kaddr, &alias->pfn, &w))
+				alias->pfn = 0;
+		}
+		if (write) {
+			memcpy(map->addr + off + done, buf + done, n);
+			kvm_xvmap_mark_dirty(map, off + done, n);
+		} else {
+			memcpy(buf + done, map->addr + off + done, n);
+		}
+		kvm_xvmap_end(map, idx);
+		done += n;
+		cond_resched();
+	} while (done < len);
 	return 0;
 }
 
 static int xit_vmap_fn(struct xit_req *r)
 {
 	return xit_vmap_rw(r->map, r->gpa, r->buf, r->len, r->write,
-			   &r->refreshes);
+			   &r->refreshes, r->alias);
 }
 
 /* Build a table, move the data with the sg_copy helpers, free it. */
@@ -150,9 +221,49 @@ static int xit_sg_fn(struct xit_req *r)
 			   &r->nents);
 }
 
+/*
+ * Fault injection (XI_TEST_FAIL_NTH): the task that runs the operation,
+ * caller, kthread or workqueue worker alike, makes the n-th injectable
+ * call inside it fail, as /proc/<tid>/fail-nth would; fail_left is what
+ * remained of the countdown (0: the n-th point was reached and failed).
+ */
+static void xit_arm(u32 nth)
+{
+#ifdef CONFIG_FAULT_INJECTION
+	if (nth)
+		WRITE_ONCE(current->fail_nth, nth);
+#endif
+}
+
+static s32 xit_disarm(u32 nth)
+{
+	s32 left = -1;
+
+#ifdef CONFIG_FAULT_INJECTION
+	if (nth) {
+		left = READ_ONCE(current->fail_nth);
+		WRITE_ONCE(current->fail_nth, 0);
+	}
+#endif
+	return left;
+}
+
+/* Take what XI_TEST_FAIL_NTH armed for the next operation; xf->lock. */
+static u32 xit_take_arm(struct xit_file *xf)
+{
+	u32 nth = xf->fail_nth;
+
+	lockdep_assert_held(&xf->lock);
+	xf->fail_nth = 0;
+	xf->fail_left = -1;
+	return nth;
+}
+
 static void xit_do(struct xit_req *r)
 {
+	xit_arm(r->fail_nth);
 	r->ret = r->fn(r);
+	r->fail_left = xit_disarm(r->fail_nth);
 }
 
 static int xit_thread(void *data)
@@ -211,6 +322,7 @@ static long xit_copy(struct xit_file *xf, void __user *argp)
 	mutex_lock(&xf->lock);
 	if (xf->intf)
 		r.intf = kvm_xinterface_get(xf->intf);
+	r.fail_nth = xit_take_arm(xf);
 	mutex_unlock(&xf->lock);
 	if (!r.intf)
 		return -ENOTCONN;
@@ -229,6 +341,11 @@ static long xit_copy(struct xit_file *xf, void __user *argp)
 	ret = xit_run(&r, c.ctx);
 	if (!ret)
 		ret = r.ret;
+	if (r.fail_nth) {
+		mutex_lock(&xf->lock);
+		xf->fail_left = r.fail_left;
+		mutex_unlock(&xf->lock);
+	}
 	if (!ret && !r.write &&
 	    copy_to_user(u64_to_user_ptr(c.buf), r.buf, c.len))
 		ret = -EFAULT;
@@ -257,9 +374,12 @@ static int xit_run_locked(struct xit_file *xf, struct xit_req *r, u32 ctx,
 	ret = -EFAULT;
 	if (to_guest && copy_from_user(r->buf, u64_to_user_ptr(ubuf), len))
 		goto out;
+	r->fail_nth = xit_take_arm(xf);
 	ret = xit_run(r, ctx);
 	if (!ret)
 		ret = r->ret;
+	if (r->fail_nth)
+		xf->fail_left = r->fail_left;
 	if (!ret && !to_guest &&
 	    copy_to_user(u64_to_user_ptr(ubuf), r->buf, len))
 		ret = -EFAULT;
@@ -278,6 +398,34 @@ static struct kvm_xrange *xit_get_ranges(u64 uptr, u32 nr)
 				 sizeof(struct kvm_xrange));
 }
 
+/* Make @ranges the target of XI_TEST_MUTATE, or none with NULL. */
+static void xit_publish(struct xit_file *xf, struct kvm_xrange *ranges,
+			unsigned int nr)
+{
+	spin_lock(&xf->mut_lock);
+	xf->mut_ranges = ranges;
+	xf->mut_nr = nr;
+	spin_unlock(&xf->mut_lock);
+}
+
+/* Not under xf->lock: the call it changes holds that. */
+static long xit_mutate(struct xit_file *xf, void __user *argp)
+{
+	struct xi_test_mutate c;
+	int ret = -ENOENT;
+
+	if (copy_from_user(&c, argp, sizeof(c)))
+		return -EFAULT;
+	spin_lock(&xf->mut_lock);
+	if (xf->mut_ranges && c.index < xf->mut_nr) {
+		WRITE_ONCE(xf->mut_ranges[c.index].gpa, c.gpa);
+		WRITE_ONCE(xf->mut_ranges[c.index].len, c.len);
+		ret = 0;
+	}
+	spin_unlock(&xf->mut_lock);
+	return ret;
+}
+
 static long xit_copyv(struct xit_file *xf, void __user *argp)
 {
 	struct xi_test_copyv c;
@@ -286,7 +434,9 @@ static long xit_copyv(struct xit_file *xf, void __user *argp)
 
 	if (copy_from_user(&c, argp, sizeof(c)))
 		return -EFAULT;
-	if (c.flags & ~(XI_TEST_F_CACHE | XI_TEST_F_USE_MM))
+	if ((c.flags & ~(XI_TEST_F_CACHE | XI_TEST_F_USE_MM |
+			 XI_TEST_F_SHARED_CACHE | XI_TEST_F_MUTABLE)) ||
+	    ((c.flags & XI_TEST_F_CACHE) && (c.flags & XI_TEST_F_SHARED_CACHE)))
 		return -EINVAL;
 	r.ranges = xit_get_ranges(c.ranges, c.nr);
 	if (IS_ERR(r.ranges))
@@ -295,11 +445,21 @@ static long xit_copyv(struct xit_file *xf, void __user *argp)
 	r.nr = c.nr;
 	r.write = c.write;
 	r.flags = c.flags;
+	if (c.flags & XI_TEST_F_SHARED_CACHE) {
+		mutex_lock(&xit_shared_lock);
+		r.cache = &xit_shared_cache;
+	}
 	mutex_lock(&xf->lock);
 	if (c.flags & XI_TEST_F_CACHE)
 		r.cache = &xf->cache;
+	if (c.flags & XI_TEST_F_MUTABLE)
+		xit_publish(xf, r.ranges, r.nr);
 	ret = xit_run_locked(xf, &r, c.ctx, c.buf, c.len, c.write);
+	if (c.flags & XI_TEST_F_MUTABLE)
+		xit_publish(xf, NULL, 0);
 	mutex_unlock(&xf->lock);
+	if (c.flags & XI_TEST_F_SHARED_CACHE)
+		mutex_unlock(&xit_shared_lock);
 	kfree(r.ranges);
 	return ret;
 }
@@ -309,15 +469,21 @@ static long xit_vmap(struct xit_file *xf, void __user *argp)
 	struct xi_test_vmap c;
 	struct kvm_xvmap *map;
 	int ret = 0;
+	u32 nth;
 
 	if (copy_from_user(&c, argp, sizeof(c)))
 		return -EFAULT;
+	if (c.len > XI_TEST_VMAP_MAX)
+		return -EINVAL;
 	mutex_lock(&xf->lock);
 	if (!xf->intf) {
 		ret = -ENOTCONN;
 		goto out;
 	}
+	nth = xit_take_arm(xf);
+	xit_arm(nth);
 	map = kvm_xinterface_vmap(xf->intf, c.gpa, c.len, c.flags);
+	xf->fail_left = xit_disarm(nth);
 	if (IS_ERR(map)) {
 		ret = PTR_ERR(map);
 		goto out;
@@ -325,6 +491,9 @@ static long xit_vmap(struct xit_file *xf, void __user *argp)
 	if (xf->map)
 		kvm_xvmap_put(xf->map);
 	xf->map = map;
+	xf->map_gpa = c.gpa;
+	xf->map_flags = c.flags;
+	xf->alias = (struct xit_alias){};
 out:
 	mutex_unlock(&xf->lock);
 	return ret;
@@ -343,12 +512,77 @@ static long xit_vmap_access(struct xit_file *xf, void __user *argp)
 	r.write = c.write;
 	mutex_lock(&xf->lock);
 	r.map = xf->map;
-	ret = r.map ? xit_run_locked(xf, &r, c.ctx, c.buf, c.len, c.write) :
-		      -ENOENT;
+	r.alias = &xf->alias;
+	if (!r.map)
+		ret = -ENOENT;
+	else if (c.write && !(xf->map_flags & KVM_XVMAP_WRITE))
+		ret = -EPERM;	/* the mapping is read-only: never write it */
+	else
+		ret = xit_run_locked(xf, &r, c.ctx, c.buf, c.len, c.write);
 	mutex_unlock(&xf->lock);
 	c.refreshes = r.refreshes;
 	if (copy_to_user(argp, &c, sizeof(c)))
 		return -EFAULT;
+	return ret;
+}
+
+static long xit_vmap_probe(struct xit_file *xf, void __user *argp)
+{
+	struct xi_test_vmap_probe c = {};
+	unsigned long pfn;
+	bool writable;
+
+	if (!IS_ENABLED(CONFIG_X86))
+		return -EOPNOTSUPP;
+	mutex_lock(&xf->lock);
+	if (!xf->alias.kaddr || !xf->alias.pfn) {
+		mutex_unlock(&xf->lock);
+		return -ENOENT;
+	}
+	if (xit_kernel_pte(xf->alias.kaddr, &pfn, &writable) &&
+	    pfn == xf->alias.pfn) {
+		c.mapped = 1;
+		c.writable = writable;
+	}
+	mutex_unlock(&xf->lock);
+	return copy_to_user(argp, &c, sizeof(c)) ? -EFAULT : 0;
+}
+
+/* Begin sections inside a section of the file's mapping. */
+static long xit_vmap_nest(struct xit_file *xf, void __user *argp)
+{
+	struct xi_test_vmap_nest c = {};
+	struct kvm_xvmap *other;
+	u32 refreshes = 0;
+	int idx, ret = 0;
+
+	mutex_lock(&xf->lock);
+	if (!xf->map) {
+		ret = -ENOENT;
+		goto out;
+	}
+	other = kvm_xinterface_vmap(xf->intf, xf->map_gpa, xf->map->len, 0);
+	if (IS_ERR(other)) {
+		ret = PTR_ERR(other);
+		goto out;
+	}
+	idx = xit_vmap_begin(xf->map, &refreshes);
+	if (idx >= 0) {
+		c.same = kvm_xvmap_begin(xf->map);
+		if (c.same >= 0)
+			kvm_xvmap_end(xf->map, c.same);
+		c.other = kvm_xvmap_begin(other);
+		if (c.other >= 0)
+			kvm_xvmap_end(other, c.other);
+		kvm_xvmap_end(xf->map, idx);
+	} else {
+		ret = idx;
+	}
+	kvm_xvmap_put(other);
+out:
+	mutex_unlock(&xf->lock);
+	if (!ret && copy_to_user(argp, &c, sizeof(c)))
+		ret = -EFAULT;
 	return ret;
 }
 
@@ -360,7 +594,7 @@ static long xit_sg(struct xit_file *xf, void __user *argp)
 
 	if (copy_from_user(&c, argp, sizeof(c)))
 		return -EFAULT;
-	if (c.dir > DMA_NONE)
+	if (c.dir > DMA_NONE || (c.flags & ~XI_TEST_F_MUTABLE))
 		return -EINVAL;
 	r.ranges = xit_get_ranges(c.ranges, c.nr);
 	if (IS_ERR(r.ranges))
@@ -369,8 +603,12 @@ static long xit_sg(struct xit_file *xf, void __user *argp)
 	r.nr = c.nr;
 	r.dir = c.dir;
 	mutex_lock(&xf->lock);
+	if (c.flags & XI_TEST_F_MUTABLE)
+		xit_publish(xf, r.ranges, r.nr);
 	ret = xit_run_locked(xf, &r, c.ctx, c.buf, c.len,
 			     c.dir != DMA_TO_DEVICE);
+	if (c.flags & XI_TEST_F_MUTABLE)
+		xit_publish(xf, NULL, 0);
 	mutex_unlock(&xf->lock);
 	kfree(r.ranges);
 	c.nents = r.nents;
@@ -444,7 +682,8 @@ static int xit_stress_op(struct xit_stress_thr *t, unsigned int method,
 				return PTR_ERR(map);
 			t->map = map;
 		}
-		return xit_vmap_rw(t->map, 0, buf, t->len, write, &refreshes);
+		return xit_vmap_rw(t->map, 0, buf, t->len, write, &refreshes,
+				   NULL);
 	default:
 		return xit_sg_copy(t->intf, r, 2,
 				   write ? DMA_FROM_DEVICE : DMA_TO_DEVICE,
@@ -593,14 +832,32 @@ static long xit_ioctl(struct file *file, unsigned int cmd, unsigned long arg)
 {
 	struct xi_test_cache_stats stats;
 	struct xit_file *xf = file->private_data;
+	struct xi_test_fail_nth fn;
 	struct kvm_xinterface *intf;
 	int fd, ret;
+	u32 nth;
 
 	switch (cmd) {
+	case XI_TEST_FAIL_NTH:
+		if (!IS_ENABLED(CONFIG_FAULT_INJECTION))
+			return -EOPNOTSUPP;
+		if (copy_from_user(&fn, (void __user *)arg, sizeof(fn)))
+			return -EFAULT;
+		mutex_lock(&xf->lock);
+		xf->fail_nth = fn.nth;
+		fn.left = xf->fail_left;
+		mutex_unlock(&xf->lock);
+		return copy_to_user((void __user *)arg, &fn, sizeof(fn)) ?
+			-EFAULT : 0;
 	case XI_TEST_BIND:
 		if (get_user(fd, (int __user *)arg))
 			return -EFAULT;
+		mutex_lock(&xf->lock);
+		nth = xit_take_arm(xf);
+		xit_arm(nth);
 		intf = kvm_xinterface_bind(fd);
+		xf->fail_left = xit_disarm(nth);
+		mutex_unlock(&xf->lock);
 		if (IS_ERR(intf))
 			return PTR_ERR(intf);
 		mutex_lock(&xf->lock);
@@ -654,6 +911,12 @@ static long xit_ioctl(struct file *file, unsigned int cmd, unsigned long arg)
 		return xit_sg(xf, (void __user *)arg);
 	case XI_TEST_STRESS:
 		return xit_stress(xf, (void __user *)arg);
+	case XI_TEST_MUTATE:
+		return xit_mutate(xf, (void __user *)arg);
+	case XI_TEST_VMAP_PROBE:
+		return xit_vmap_probe(xf, (void __user *)arg);
+	case XI_TEST_VMAP_NEST:
+		return xit_vmap_nest(xf, (void __user *)arg);
 	}
 	return -ENOTTY;
 }
@@ -665,6 +928,8 @@ static int xit_open(struct inode *inode, struct file *file)
 	if (!xf)
 		return -ENOMEM;
 	mutex_init(&xf->lock);
+	spin_lock_init(&xf->mut_lock);
+	xf->fail_left = -1;
 	file->private_data = xf;
 	return 0;
 }

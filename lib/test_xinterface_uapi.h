@@ -56,6 +56,10 @@ struct xi_test_range {
 /* xi_test_copyv.flags */
 #define XI_TEST_F_CACHE		0x1	/* use the file's translation cache */
 #define XI_TEST_F_USE_MM	0x2	/* inside kvm_xinterface_use_mm() */
+/* Use the module's one cache, shared by every file (and so every VM). */
+#define XI_TEST_F_SHARED_CACHE	0x4
+/* XI_TEST_MUTATE may change the ranges while the call runs. */
+#define XI_TEST_F_MUTABLE	0x8
 
 /**
  * struct xi_test_copyv - scatter/gather copy (kvm_xinterface_copyv)
@@ -128,6 +132,8 @@ struct xi_test_vmap_rw {
  * @len: bytes.
  * @ctx: one of XI_TEST_CTX_*.
  * @nents: out: entries in the table.
+ * @flags: 0 or XI_TEST_F_MUTABLE.
+ * @pad: zero.
  */
 struct xi_test_sg {
 	__u64 ranges;
@@ -137,6 +143,65 @@ struct xi_test_sg {
 	__u64 len;
 	__u32 ctx;
 	__u32 nents;
+	__u32 flags;
+	__u32 pad;
+};
+
+/**
+ * struct xi_test_mutate - change a range of the call in flight
+ * @index: which range of the XI_TEST_F_MUTABLE call running on the file.
+ * @pad: zero.
+ * @gpa: its new address.
+ * @len: its new length.
+ *
+ * Plays a caller that changes its ranges array while the API uses it
+ * (e.g. from a userfaultfd handler while the call waits for a page).
+ * Fails with ENOENT when no such call is in flight.
+ */
+struct xi_test_mutate {
+	__u32 index;
+	__u32 pad;
+	__u64 gpa;
+	__u64 len;
+};
+
+/**
+ * struct xi_test_vmap_probe - the kernel alias of the file's mapping
+ * @mapped: out: the kernel address the last access used still maps the
+ *	page it mapped then.
+ * @writable: out: that kernel mapping is writable.
+ */
+struct xi_test_vmap_probe {
+	__u32 mapped;
+	__u32 writable;
+};
+
+/**
+ * struct xi_test_fail_nth - fault injection in the next operation
+ * @nth: in: make the nth fault-injectable call (allocation, page
+ *	allocation, user copy) of the next operation on this file fail, in
+ *	whichever task runs it (caller, kthread, workqueue worker); 0 arms
+ *	nothing.  The operations are XI_TEST_BIND, XI_TEST_COPY,
+ *	XI_TEST_COPYV, XI_TEST_VMAP, XI_TEST_VMAP_RW and XI_TEST_SG; only
+ *	the API's calls are counted, not the module's own allocations.
+ * @left: out: for the last armed operation, what was left of the count:
+ *	0 when the nth call was reached (and failed), > 0 when the operation
+ *	made fewer calls, -1 when no operation was armed since.
+ */
+struct xi_test_fail_nth {
+	__u32 nth;
+	__s32 left;
+};
+
+/**
+ * struct xi_test_vmap_nest - begin sections inside a section
+ * @same: out: kvm_xvmap_begin() of the file's mapping inside its own
+ *	section (a cookie >= 0 if it was allowed, or a negative errno).
+ * @other: out: the same with a second mapping of the same range.
+ */
+struct xi_test_vmap_nest {
+	__s32 same;
+	__s32 other;
 };
 
 #define XI_TEST_STRESS_MAX	4
@@ -185,5 +250,12 @@ struct xi_test_stress {
 #define XI_TEST_VMAP_RW		_IOWR('x', 7, struct xi_test_vmap_rw)
 #define XI_TEST_SG		_IOWR('x', 8, struct xi_test_sg)
 #define XI_TEST_STRESS		_IOWR('x', 9, struct xi_test_stress)
+#define XI_TEST_MUTATE		_IOW('x', 10, struct xi_test_mutate)
+#define XI_TEST_VMAP_PROBE	_IOR('x', 11, struct xi_test_vmap_probe)
+#define XI_TEST_VMAP_NEST	_IOR('x', 12, struct xi_test_vmap_nest)
+#define XI_TEST_FAIL_NTH	_IOWR('x', 13, struct xi_test_fail_nth)
+
+/* Longest mapping XI_TEST_VMAP makes. */
+#define XI_TEST_VMAP_MAX	(16u << 20)
 
 #endif /* _LIB_TEST_XINTERFACE_UAPI_H */
