@@ -23,6 +23,10 @@
  * indexes, chain loops, lengths, addresses.  A malformed request fails
  * alone with VIRTIO_BLK_S_IOERR (or, when even its status byte cannot be
  * found or written, with a used length of 0); the device goes on serving.
+ * An access that raced an invalidation of guest memory (-EAGAIN) is
+ * retried, not failed.  The disk and the queue's arrays are charged to the
+ * memory cgroup of the VMM that starts the queue.
+ *
  * When the VMM exits, every access fails with -ESRCH: the kthread drops
  * the VM and stops by itself.  Nothing signals that exit (the binding
  * keeps the VM and its eventfds alive), so an idle kthread also looks at
@@ -41,6 +45,7 @@
 #include <linux/mutex.h>
 #include <linux/poll.h>
 #include <linux/sched.h>
+#include <linux/sched/signal.h>
 #include <linux/scatterlist.h>
 #include <linux/sizes.h>
 #include <linux/slab.h>
@@ -58,8 +63,6 @@ MODULE_IMPORT_NS(KVM_XINTERFACE);
 #define XVB_SECTOR_SHIFT	9
 /* Requests served in one kvm_xinterface_use_mm() scope, at most. */
 #define XVB_BATCH		256
-/* Times a ring access rebuilds the mapping before giving up for a tick. */
-#define XVB_REFRESH_TRIES	16
 /* An idle kthread looks at the ring (and whether the VMM lives) this often. */
 #define XVB_IDLE_PROBE		HZ
 /* The ring's descriptor table, available and used rings share a mapping. */
@@ -114,7 +117,8 @@ struct xvb_req {
  * @rd: readable ranges of the current request.
  * @wr: writable ranges of the current request.
  * @tmp: a sub-range list handed to the copy helpers.
- * @disk: the disk, @sectors sectors of vmalloc memory.
+ * @disk: the disk, @sectors sectors of vmalloc memory, charged (like the
+ *	rest of the device) to the memory cgroup of the task that started it.
  * @sectors: disk size.
  * @st: counters, written by the kthread, read by XI_VBLK_GET_STATS.
  */
@@ -160,25 +164,47 @@ static void xvb_add(u64 *counter, u64 n)
 /* ---- ring access through the mapping ---- */
 
 /*
- * Enter the ring mapping, rebuilding it when the guest's memory changed
- * under it.  Returns the index for xvb_ring_end() or a negative errno:
- * -ESRCH when the VMM is gone, -ENXIO when the ring is not in guest memory
- * right now, -EAGAIN when it kept changing.
+ * Whether to stop retrying an access that raced an invalidation: the
+ * kthread gives up when it is being stopped, xvb_start() (the VMM's ioctl,
+ * where kthread_should_stop() must not be called) on a fatal signal.
+ */
+static bool xvb_give_up(void)
+{
+	if (current->flags & PF_KTHREAD)
+		return kthread_should_stop();
+	return fatal_signal_pending(current);
+}
+
+/*
+ * Enter the ring mapping, rebuilding it for as long as the guest's memory
+ * changes under it: an invalidation racing the refresh (-EAGAIN) is
+ * nobody's error, so it is retried, not reported.  No caller is inside a
+ * section already, and none may be: sections do not nest, and
+ * kvm_xvmap_begin() refuses a nested one with -EDEADLK.  Returns the index
+ * for xvb_ring_end() or a negative errno: -ESRCH when the VMM is gone,
+ * -ENXIO when the ring is not in guest memory right now, -EINTR when the
+ * caller gave up (xvb_give_up()), or any other error of kvm_xvmap_begin()
+ * or kvm_xvmap_refresh().
  */
 static int xvb_ring_begin(struct xvb_dev *v)
 {
-	int idx, err, tries;
+	int idx, err;
 
-	for (tries = 0; tries < XVB_REFRESH_TRIES; tries++) {
+	for (;;) {
 		idx = kvm_xvmap_begin(v->ring);
-		if (idx != -EAGAIN)
+		if (idx != -EAGAIN) {
+			/* A nested section is a bug here, not the guest's. */
+			WARN_ON_ONCE(idx == -EDEADLK);
 			return idx;
+		}
 		xvb_add(&v->st.ring_refreshes, 1);
 		err = kvm_xvmap_refresh(v->ring);
-		if (err)
+		if (err && err != -EAGAIN)
 			return err;
+		if (xvb_give_up())
+			return -EINTR;
+		cond_resched();
 	}
-	return -EAGAIN;
 }
 
 static void xvb_ring_end(struct xvb_dev *v, int idx)
@@ -370,23 +396,39 @@ static int xvb_copy_sg(struct xvb_dev *v, unsigned int n, void *buf,
 	return done == len ? 0 : -EFAULT;
 }
 
-/* Copy @len bytes between @buf and @ranges from byte @skip on. */
+/*
+ * Copy @len bytes between @buf and @ranges from byte @skip on.  A copy
+ * that raced an invalidation (-EAGAIN) is done again: the guest did
+ * nothing wrong, and block reads and writes can be repeated.  Returns 0,
+ * -EINTR when the kthread is stopped before the copy could be done, or the
+ * copy's error.
+ */
 static int xvb_copy(struct xvb_dev *v, const struct kvm_xrange *ranges,
 		    unsigned int nr, u64 skip, void *buf, size_t len,
 		    bool to_guest, bool data)
 {
 	unsigned int n = xvb_subranges(v, ranges, nr, skip, len);
-
-	if (!len)
-		return 0;
-	if (data && (v->cfg.flags & XI_VBLK_F_SG))
-		return xvb_copy_sg(v, n, buf, len, to_guest);
 	/*
 	 * One cache per kind of buffer: headers and status bytes live in one
 	 * region, data in others, and a cache remembers one memslot.
 	 */
-	return kvm_xinterface_copyv(v->intf, v->tmp, n, buf, len, to_guest,
-				    data ? &v->data_cache : &v->meta_cache);
+	struct kvm_xcache *cache = data ? &v->data_cache : &v->meta_cache;
+	int ret;
+
+	if (!len)
+		return 0;
+	for (;;) {
+		if (data && (v->cfg.flags & XI_VBLK_F_SG))
+			ret = xvb_copy_sg(v, n, buf, len, to_guest);
+		else
+			ret = kvm_xinterface_copyv(v->intf, v->tmp, n, buf, len,
+						   to_guest, cache);
+		if (ret != -EAGAIN)
+			return ret;
+		if (kthread_should_stop())
+			return -EINTR;
+		cond_resched();
+	}
 }
 
 /*
@@ -406,11 +448,14 @@ static u8 *xvb_disk(struct xvb_dev *v, u64 sector, u64 len)
 /*
  * Serve the request whose chain is in v->chain.  Returns the used length
  * (bytes written to the guest's buffers, status included; 0 when not even
- * the status could be written), or -ESRCH when the VMM is gone.
+ * the status could be written), -ESRCH when the VMM is gone, or -EINTR
+ * when the kthread is being stopped: then the request is not completed,
+ * it stays in the ring and is served again after a restart.
  */
 static int xvb_serve_req(struct xvb_dev *v, int ndesc)
 {
 	struct virtio_blk_outhdr hdr;
+	struct kvm_xrange status_range;
 	struct xvb_req req;
 	u8 status = VIRTIO_BLK_S_IOERR, *p;
 	u64 len, sector;
@@ -463,15 +508,15 @@ static int xvb_serve_req(struct xvb_dev *v, int ndesc)
 	if (!ret)
 		status = VIRTIO_BLK_S_OK;
 out:
-	if (ret == -ESRCH)
+	if (ret == -ESRCH || ret == -EINTR)
 		return ret;
 	if (ret)
 		xvb_add(&v->st.bad_requests, 1);
 	if (!req.has_status)
 		return 0;
-	ret = kvm_xinterface_copy_to_cached(v->intf, &v->meta_cache,
-					    req.status_gpa, &status, 1);
-	if (ret == -ESRCH)
+	status_range = (struct kvm_xrange){ req.status_gpa, 1 };
+	ret = xvb_copy(v, &status_range, 1, 0, &status, 1, true, false);
+	if (ret == -ESRCH || ret == -EINTR)
 		return ret;
 	if (ret) {
 		/* Counted once: the request may have failed already. */
@@ -530,7 +575,8 @@ static int xvb_serve(struct xvb_dev *v)
 		eventfd_signal(v->call);
 		xvb_add(&v->st.calls, 1);
 	}
-	return ret;
+	/* Stopped in the middle: not a ring error, nothing was lost. */
+	return ret == -EINTR ? 0 : ret;
 }
 
 /* ---- the kthread ---- */
@@ -574,7 +620,10 @@ static int xvb_thread(void *data)
 			atomic_set(&v->kicked, 1);
 		} else if (ret < 0) {
 			xvb_add(&v->st.ring_errors, 1);
-			/* A ring being remapped: look again next tick. */
+			/*
+			 * The ring unusable for now (its memslot being
+			 * moved, say): look again next tick.
+			 */
 			retry = ret != -EPROTO;
 		}
 		cond_resched();
@@ -696,7 +745,14 @@ static int xvb_start(struct xvb_dev *v, const struct xi_vblk_config *c)
 	if (v->sectors != c->sectors) {
 		vfree(v->disk);
 		v->sectors = 0;
-		v->disk = vzalloc(c->sectors << XVB_SECTOR_SHIFT);
+		/*
+		 * Up to XI_VBLK_MAX_SECTORS of the caller's choosing: charged
+		 * to its memory cgroup, and a failure is its -ENOMEM, not a
+		 * warning in the kernel log.
+		 */
+		v->disk = __vmalloc(c->sectors << XVB_SECTOR_SHIFT,
+				    GFP_KERNEL_ACCOUNT | __GFP_ZERO |
+				    __GFP_NOWARN);
 		if (!v->disk)
 			return -ENOMEM;
 		v->sectors = c->sectors;
@@ -709,10 +765,13 @@ static int xvb_start(struct xvb_dev *v, const struct xi_vblk_config *c)
 	v->error = 0;
 	atomic_set(&v->kicked, 1);	/* serve what is already posted */
 
-	v->chain = kvcalloc(num, sizeof(*v->chain), GFP_KERNEL);
-	v->rd = kvcalloc(num, sizeof(*v->rd), GFP_KERNEL);
-	v->wr = kvcalloc(num, sizeof(*v->wr), GFP_KERNEL);
-	v->tmp = kvcalloc(num, sizeof(*v->tmp), GFP_KERNEL);
+	/* Sized by the VMM: a failure is its -ENOMEM, not a warning. */
+	v->chain = kvcalloc(num, sizeof(*v->chain),
+			    GFP_KERNEL_ACCOUNT | __GFP_NOWARN);
+	v->rd = kvcalloc(num, sizeof(*v->rd), GFP_KERNEL_ACCOUNT | __GFP_NOWARN);
+	v->wr = kvcalloc(num, sizeof(*v->wr), GFP_KERNEL_ACCOUNT | __GFP_NOWARN);
+	v->tmp = kvcalloc(num, sizeof(*v->tmp),
+			  GFP_KERNEL_ACCOUNT | __GFP_NOWARN);
 	ret = -ENOMEM;
 	if (!v->chain || !v->rd || !v->wr || !v->tmp)
 		goto err;
@@ -762,12 +821,28 @@ static int xvb_start(struct xvb_dev *v, const struct xi_vblk_config *c)
 		goto err;
 	}
 	v->thread = t;
+	/*
+	 * RUNNING before anything can wake the kthread.  kthread_create()
+	 * leaves it asleep, but from vfs_poll() on a kick wakes it, and once
+	 * it runs it may stop by itself and write DEAD: stored after that,
+	 * RUNNING would report a queue that nobody serves any more.  Nothing
+	 * below can fail, so a failed start never leaves RUNNING behind.  The
+	 * kthread's DEAD is ordered after this store by the wakeup it must
+	 * get first.
+	 *
+	 * Binding requires the caller to be the VM's owner, so the VM's mm
+	 * lives until this ioctl returns and the kthread cannot yet see the
+	 * -ESRCH that makes it stop.  The order matters all the same: that
+	 * rule belongs to kvm_xinterface_bind(), not to this state machine,
+	 * and DEAD must not be overwritten whatever made the kthread stop,
+	 * now or in the future.
+	 */
+	WRITE_ONCE(v->state, XI_VBLK_RUNNING);
 	if (v->kick_file) {
 		init_waitqueue_func_entry(&v->kick_wait, xvb_kick_wake);
 		init_poll_funcptr(&v->kick_pt, xvb_kick_queue);
 		vfs_poll(v->kick_file, &v->kick_pt);
 	}
-	WRITE_ONCE(v->state, XI_VBLK_RUNNING);
 	wake_up_process(t);
 	return 0;
 err:
@@ -826,7 +901,7 @@ static long xvb_ioctl(struct file *file, unsigned int cmd, unsigned long arg)
 
 static int xvb_open(struct inode *inode, struct file *file)
 {
-	struct xvb_dev *v = kzalloc(sizeof(*v), GFP_KERNEL);
+	struct xvb_dev *v = kzalloc(sizeof(*v), GFP_KERNEL_ACCOUNT);
 
 	if (!v)
 		return -ENOMEM;

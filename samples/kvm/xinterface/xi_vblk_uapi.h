@@ -33,7 +33,8 @@
  *	must lie within 1 MiB of each other (one mapping covers them).
  * @sectors: disk size in 512-byte sectors, at most XI_VBLK_MAX_SECTORS.
  *	The disk is zero-filled at the first start and kept across stop and
- *	start while the size stays the same.
+ *	start while the size stays the same.  It is charged to the memory
+ *	cgroup of the task that starts the queue.
  * @flags: XI_VBLK_F_*.
  * @pad: must be 0.
  *

@@ -17,10 +17,14 @@
  *
  * -p: the kthread polls the ring instead of waiting for kicks; -g: data
  * moves through kvm_xinterface_sg() instead of kvm_xinterface_copyv().
+ * With CONFIG_FAULT_INJECTION, -T ends with fail-nth sweeps: every
+ * allocation and user copy of start, serve and stop failed in turn.
  */
 #define _GNU_SOURCE
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -30,10 +34,14 @@
 #include <sys/eventfd.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/vfs.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
+#include <linux/magic.h>
 #include <linux/virtio_blk.h>
 #include <linux/virtio_ring.h>
 
@@ -72,10 +80,14 @@
 
 #define DESC_PER_SLOT	4		/* header, data (1 or 2), status */
 #define RO_BYTE		0x5a
+#define FAULT_PAIRS	2		/* writes, then reads, of a faulted batch */
 
 /* ---- shared with the guest ---- */
 
-enum { G_TRAFFIC = 1, G_MALFORMED, G_BAD_INDEX, G_POST_NOWAIT, G_WAIT_ONE };
+enum {
+	G_TRAFFIC = 1, G_MALFORMED, G_BAD_INDEX, G_POST_NOWAIT, G_WAIT_ONE,
+	G_FAULT_BATCH,
+};
 
 struct gparams {
 	uint64_t num, depth, req_size, disk_sectors;
@@ -95,6 +107,9 @@ struct gresult {
 	uint64_t completed;			/* G_POST_NOWAIT, G_WAIT_ONE */
 	uint64_t case_ok[NR_BAD_CASES];
 	uint64_t case_got[NR_BAD_CASES];	/* len << 8 | status */
+	/* G_FAULT_BATCH: its completions by outcome, and what was wrong. */
+	uint64_t fault_ok, fault_ioerr, fault_nostatus, fault_bad;
+	uint64_t fault_bad_bytes;
 };
 
 static struct gparams P;
@@ -420,6 +435,98 @@ static void g_bad_case(unsigned int c)
 	R.case_got[c] = (uint64_t)e.len << 8 | got_status;
 }
 
+/* How a request of a batch that may meet injected faults ended. */
+enum { FB_PENDING, FB_OK, FB_IOERR, FB_NOSTATUS, FB_BAD };
+
+/*
+ * Collect the @n completions of slots [0, n) of a batch the device may
+ * fail in part.  Each request completes exactly once: done (used length
+ * @want_len, status VIRTIO_BLK_S_OK), failed (used length 1, status
+ * VIRTIO_BLK_S_IOERR) or, when not even its status byte could be written,
+ * with a used length of 0 and the status byte as the driver left it.
+ * Anything else is counted in R.fault_bad.  False on timeout.
+ */
+static bool collect_faulted(unsigned int n, uint32_t want_len, uint8_t *out)
+{
+	struct vring_used_elem e;
+	unsigned int i, slot;
+	uint8_t st;
+
+	for (i = 0; i < n; i++)
+		out[i] = FB_PENDING;
+	for (i = 0; i < n; i++) {
+		if (!get_used(&e, P.timeout_ms)) {
+			R.timeouts++;
+			return false;
+		}
+		slot = e.id / DESC_PER_SLOT;
+		if (e.id % DESC_PER_SLOT || slot >= n || out[slot] != FB_PENDING) {
+			R.fault_bad++;
+			continue;
+		}
+		st = *g_status(slot);
+		if (e.len == want_len && st == VIRTIO_BLK_S_OK) {
+			out[slot] = FB_OK;
+			R.fault_ok++;
+		} else if (e.len == 1 && st == VIRTIO_BLK_S_IOERR) {
+			out[slot] = FB_IOERR;
+			R.fault_ioerr++;
+		} else if (!e.len && st == 0xff) {
+			out[slot] = FB_NOSTATUS;
+			R.fault_nostatus++;
+		} else {
+			out[slot] = FB_BAD;
+			R.fault_bad++;
+		}
+	}
+	return true;
+}
+
+/*
+ * @n writes, then @n reads of the same sectors, while the VMM has armed a
+ * fault in the kthread.  The data of a read is checked, every byte, when
+ * both it and the write before it were done; a failed write leaves its
+ * sectors undefined.
+ */
+static void g_fault_batch(uint64_t n)
+{
+	uint64_t spr = P.req_size / SECTOR, words = P.req_size / 8;
+	uint8_t wr[FAULT_PAIRS], rd[FAULT_PAIRS];
+	unsigned int k;
+
+	R.fault_ok = 0;
+	R.fault_ioerr = 0;
+	R.fault_nostatus = 0;
+	R.fault_bad = 0;
+	R.fault_bad_bytes = 0;
+	if (n > FAULT_PAIRS || n > P.depth) {
+		R.fault_bad++;
+		return;
+	}
+	gen++;
+	for (k = 0; k < n; k++) {
+		uint64_t buf = GPA_WBUF + k * P.req_size;
+
+		fill(GV(buf), cursor + k * spr, words);
+		post_req(k, VIRTIO_BLK_T_OUT, cursor + k * spr, buf);
+	}
+	kick();
+	if (!collect_faulted(n, 1, wr))
+		return;
+	for (k = 0; k < n; k++)
+		post_req(k, VIRTIO_BLK_T_IN, cursor + k * spr,
+			 GPA_RBUF + k * P.req_size);
+	kick();
+	if (!collect_faulted(n, P.req_size + 1, rd))
+		return;
+	for (k = 0; k < n; k++)
+		if (wr[k] == FB_OK && rd[k] == FB_OK)
+			R.fault_bad_bytes +=
+				verify(GV(GPA_RBUF + k * P.req_size),
+				       cursor + k * spr, words);
+	cursor = (cursor + P.depth * spr) % P.disk_sectors;
+}
+
 /* A garbage available index: no completion; then the ring works again. */
 static void g_bad_index(void)
 {
@@ -466,6 +573,9 @@ static void guest_code(void)
 			kick();
 			R.completed = get_used(&e, P.timeout_ms) && e.id == 0 &&
 				      e.len == 1 && *g_status(0) == VIRTIO_BLK_S_OK;
+			break;
+		case G_FAULT_BATCH:
+			g_fault_batch(C.arg);
 			break;
 		}
 	}
@@ -998,6 +1108,329 @@ static void test_churn_dirty(void)
 	vmm_destroy(&m);
 }
 
+/* ---- memory cgroup accounting ---- */
+
+#define CG2_MNT		"/sys/fs/cgroup"
+#define MEMCG_DISK	(64ul << 20)	/* of the 256 MiB the device allows */
+/* Pages a memcg keeps charged ahead per CPU (MEMCG_CHARGE_BATCH). */
+#define MEMCG_STOCK	64
+
+struct cg2 {
+	char root[PATH_MAX];	/* where cgroup2 is mounted */
+	char dir[PATH_MAX + 32];	/* the test's cgroup, under root */
+	bool mounted;		/* by the test, which unmounts it */
+	bool enabled;		/* +memory written by the test, undone */
+	bool created;
+};
+
+/* Read the cgroup file @dir/@file into @buf; 0 or -errno. */
+static int cg_read(const char *dir, const char *file, char *buf, size_t size)
+{
+	char path[PATH_MAX + 64];
+	ssize_t n;
+	int fd;
+
+	snprintf(path, sizeof(path), "%s/%s", dir, file);
+	fd = open(path, O_RDONLY);
+	if (fd < 0)
+		return -errno;
+	n = read(fd, buf, size - 1);
+	if (n < 0)
+		n = -errno;
+	close(fd);
+	if (n < 0)
+		return n;
+	buf[n] = 0;
+	return 0;
+}
+
+/* Write @str to the cgroup file @dir/@file; 0 or -errno. */
+static int cg_write(const char *dir, const char *file, const char *str)
+{
+	char path[PATH_MAX + 64];
+	int fd, ret = 0;
+
+	snprintf(path, sizeof(path), "%s/%s", dir, file);
+	fd = open(path, O_WRONLY);
+	if (fd < 0)
+		return -errno;
+	if (write(fd, str, strlen(str)) < 0)
+		ret = -errno;
+	close(fd);
+	return ret;
+}
+
+/* memory.current of @dir in bytes, or -1. */
+static int64_t cg_memory_current(const char *dir)
+{
+	char buf[64];
+
+	if (cg_read(dir, "memory.current", buf, sizeof(buf)))
+		return -1;
+	return strtoll(buf, NULL, 10);
+}
+
+/* Is @word one of the blank-separated words of @list? */
+static bool has_word(const char *list, const char *word)
+{
+	size_t n = strlen(word);
+	const char *p;
+
+	for (p = strstr(list, word); p; p = strstr(p + 1, word))
+		if ((p == list || p[-1] == ' ') &&
+		    (!p[n] || p[n] == ' ' || p[n] == '\n'))
+			return true;
+	return false;
+}
+
+static bool is_cgroup2(const char *path)
+{
+	struct statfs sfs;
+
+	return !statfs(path, &sfs) && sfs.f_type == CGROUP2_SUPER_MAGIC;
+}
+
+/*
+ * Find cgroup2 with the memory controller, mounting it at /sys/fs/cgroup
+ * if nothing is mounted there (the test's initramfs mounts no cgroup).
+ * False, with the reason in @why, when the kernel has none to offer.
+ */
+static bool cg2_mount(struct cg2 *cg, char *why, size_t size)
+{
+	const char *root = CG2_MNT;
+	struct statfs sfs;
+	char buf[512];
+
+	/* systemd's hybrid layout: cgroup2 beside v1 hierarchies. */
+	if (!is_cgroup2(root) && is_cgroup2(CG2_MNT "/unified"))
+		root = CG2_MNT "/unified";
+	if (!is_cgroup2(root)) {
+		if (statfs(root, &sfs)) {
+			snprintf(why, size, "no %s (CONFIG_CGROUPS off?): %s",
+				 root, strerror(errno));
+			return false;
+		}
+		/* Not over something else, such as v1's tmpfs. */
+		if (sfs.f_type != SYSFS_MAGIC) {
+			snprintf(why, size, "%s is not cgroup2 (fs type %#lx)",
+				 root, (unsigned long)sfs.f_type);
+			return false;
+		}
+		if (mount("cgroup2", root, "cgroup2", 0, NULL)) {
+			snprintf(why, size, "cannot mount cgroup2 at %s: %s",
+				 root, strerror(errno));
+			return false;
+		}
+		cg->mounted = true;
+	}
+	snprintf(cg->root, sizeof(cg->root), "%s", root);
+	if (cg_read(cg->root, "cgroup.controllers", buf, sizeof(buf)) ||
+	    !has_word(buf, "memory")) {
+		snprintf(why, size, "no memory controller in %s (CONFIG_MEMCG off?)",
+			 cg->root);
+		if (cg->mounted)
+			umount(cg->root);
+		cg->mounted = false;
+		return false;
+	}
+	return true;
+}
+
+/* A child cgroup of the root with the memory controller; 0 or -errno. */
+static int cg2_create(struct cg2 *cg)
+{
+	char buf[512];
+	int ret;
+
+	ret = cg_read(cg->root, "cgroup.subtree_control", buf, sizeof(buf));
+	if (ret)
+		return ret;
+	if (!has_word(buf, "memory")) {
+		ret = cg_write(cg->root, "cgroup.subtree_control", "+memory");
+		if (ret)
+			return ret;
+		cg->enabled = true;
+	}
+	snprintf(cg->dir, sizeof(cg->dir), "%s/xi_vblk_memcg.%d", cg->root,
+		 getpid());
+	if (mkdir(cg->dir, 0755))
+		return -errno;
+	cg->created = true;
+	return 0;
+}
+
+/* Undo cg2_mount() and cg2_create(); the cgroup must be empty. */
+static int cg2_destroy(struct cg2 *cg)
+{
+	int ret = 0;
+
+	if (cg->created && rmdir(cg->dir))
+		ret = -errno;
+	/* Best effort: put the hierarchy back as it was found. */
+	if (cg->enabled)
+		cg_write(cg->root, "cgroup.subtree_control", "-memory");
+	if (cg->mounted)
+		umount(cg->root);
+	return ret;
+}
+
+/*
+ * Parent and child step through the test over two pipes (the test kernel
+ * has no sockets): @up carries the child's reports, @down the parent's go.
+ */
+struct steps {
+	int up[2];
+	int down[2];
+};
+
+/* The child's side of a step: report @val, wait for the parent's go. */
+static void child_step(struct steps *p, int val)
+{
+	char c;
+
+	if (write(p->up[1], &val, sizeof(val)) != sizeof(val) ||
+	    read(p->down[0], &c, 1) != 1)
+		_exit(1);
+}
+
+/* The parent's side: the child's report, false if it died. */
+static bool parent_wait(struct steps *p, int *val)
+{
+	return read(p->up[0], val, sizeof(*val)) == sizeof(*val);
+}
+
+/* SIGPIPE is ignored in the test: a dead child shows as a missing report. */
+static void parent_go(struct steps *p)
+{
+	if (write(p->down[1], "g", 1) != 1)
+		return;
+}
+
+/*
+ * Child VMM of the memcg test: builds its VM before it is moved into the
+ * cgroup, so only what the device allocates is charged there; then opens
+ * /dev/xi_vblk and starts a queue with a MEMCG_DISK disk, then stops and
+ * closes.  The parent measures between the steps.
+ */
+static void child_memcg(struct steps *sock)
+{
+	struct opts o = { .requests = 0, .req_size = 4096, .num = 256 };
+	struct vmm m = {};
+	int ret;
+
+	vmm_create(&m, &o);
+	m.cfg.sectors = MEMCG_DISK / SECTOR;
+	child_step(sock, 0);
+	/* Now in the test's cgroup. */
+	m.dev = open("/dev/xi_vblk", O_RDWR);
+	ret = m.dev < 0 ? -errno : dev_start(m.dev, &m.cfg);
+	child_step(sock, ret);
+	if (m.dev >= 0) {
+		ret = ioctl(m.dev, XI_VBLK_STOP) ? -errno : 0;
+		/* The last reference: the device and its disk are freed. */
+		close(m.dev);
+	}
+	child_step(sock, ret);
+	_exit(0);
+}
+
+/*
+ * The disk (vmalloc), the queue's arrays and the device are charged to the
+ * memory cgroup of the VMM that opens and starts it, and uncharged when it
+ * is closed.  Measured with memory.current of a cgroup that holds only the
+ * child VMM.
+ */
+static void test_memcg(void)
+{
+	int64_t before = -1, started = -1, closed = -1, slack;
+	struct steps sv;
+	int val = 0, st = 0, ret;
+	bool ok, started_ok = false;
+	struct cg2 cg = {};
+	char why[PATH_MAX + 128], pid_str[16];
+	pid_t pid;
+
+	if (!cg2_mount(&cg, why, sizeof(why))) {
+		ksft_test_result_skip("memcg: %s\n", why);
+		return;
+	}
+	ret = cg2_create(&cg);
+	tap(!ret, "memcg: a child cgroup with the memory controller (%s)",
+	    strerror(-ret));
+	if (ret)
+		goto out;
+
+	TEST_ASSERT(!pipe(sv.up) && !pipe(sv.down), "pipe");
+	signal(SIGPIPE, SIG_IGN);
+	fflush(stdout);
+	pid = fork();
+	TEST_ASSERT(pid >= 0, "fork");
+	if (!pid) {
+		close(sv.up[0]);
+		close(sv.down[1]);
+		child_memcg(&sv);
+	}
+	close(sv.up[1]);
+	close(sv.down[0]);
+
+	/*
+	 * A move into a cgroup takes no charges along, so @before holds
+	 * nothing the child charged ahead on a CPU (memcg's per-CPU stock
+	 * only ever adds to memory.current): the rise is at least what
+	 * START allocated, the disk alone being MEMCG_DISK.
+	 */
+	ret = parent_wait(&sv, &val) ? val : -ECHILD;
+	if (!ret) {
+		snprintf(pid_str, sizeof(pid_str), "%d", pid);
+		ret = cg_write(cg.dir, "cgroup.procs", pid_str);
+	}
+	tap(!ret, "memcg: child VMM moved into the cgroup (%s)", strerror(-ret));
+	if (ret)
+		goto reap;
+	before = cg_memory_current(cg.dir);
+	parent_go(&sv);
+
+	ok = parent_wait(&sv, &val);
+	started = cg_memory_current(cg.dir);
+	started_ok = ok && !val;
+	tap(started_ok, "memcg: XI_VBLK_START with a %lu MiB disk in the cgroup (%s)",
+	    MEMCG_DISK >> 20, ok ? strerror(-val) : "the child died");
+	tap(started_ok && before >= 0 && started - before >= (int64_t)MEMCG_DISK,
+	    "memcg: the disk is charged to the VMM's cgroup: memory.current rose by %ld KiB for a %lu KiB disk",
+	    (long)(started - before) / 1024, MEMCG_DISK / 1024);
+	if (!ok)
+		goto reap;
+	parent_go(&sv);
+
+	/*
+	 * Uncharged pages go back to the per-CPU stock first, which is
+	 * returned once it holds more than MEMCG_STOCK pages: up to that
+	 * many per CPU may still show.
+	 */
+	ok = parent_wait(&sv, &val);
+	closed = cg_memory_current(cg.dir);
+	slack = MEMCG_STOCK * PG * sysconf(_SC_NPROCESSORS_CONF);
+	tap(started_ok && ok && !val && closed >= 0 &&
+	    started - closed >= (int64_t)MEMCG_DISK - slack,
+	    "memcg: stop and close uncharge it: memory.current fell by %ld KiB (%s)",
+	    (long)(started - closed) / 1024,
+	    ok ? strerror(-val) : "the child died");
+	if (ok)
+		parent_go(&sv);
+reap:
+	/* A child still waiting for a go sees the pipe close and exits. */
+	close(sv.up[0]);
+	close(sv.down[1]);
+	ok = waitpid(pid, &st, 0) == pid;
+	ret = cg2_destroy(&cg);
+	tap(ok && WIFEXITED(st) && !WEXITSTATUS(st) && !ret,
+	    "memcg: child VMM exited (status %#x), cgroup removed (%s)", st,
+	    strerror(-ret));
+	return;
+out:
+	cg2_destroy(&cg);
+}
+
 /* ---- the VMM goes away mid-traffic ---- */
 
 static long module_refcnt(const char *mod)
@@ -1071,6 +1504,15 @@ static bool refs_back(void *arg)
 	       module_refcnt("xi_vblk") == r->sample;
 }
 
+/*
+ * No test here for a kick waking the kthread before XI_VBLK_START marked
+ * the queue RUNNING, the kthread then stopping with ESRCH and START
+ * overwriting its DEAD.  Binding requires the caller to own the VM, so the
+ * VM's mm lives until START returns and the kthread cannot stop during it;
+ * before that rule, the window was the few instructions between vfs_poll()
+ * and the state store, which no timing from userspace hits on purpose.  A
+ * test could only ever pass.
+ */
 static void test_vmm_exit(void)
 {
 	struct xi_vblk_stats s;
@@ -1117,6 +1559,495 @@ static void test_vmm_exit(void)
 	tap(WIFSIGNALED(st) && wait_for(refs_back, &r, 30),
 	    "VMM exit: VMM with closed VM fd killed; device released, VM freed (xi_vblk refcnt %ld, %s refcnt %ld)",
 	    module_refcnt("xi_vblk"), vendor(), module_refcnt(vendor()));
+}
+
+/* ---- fault injection: fail-nth sweeps of start, serve and stop ---- */
+
+#define DEBUGFS		"/sys/kernel/debug"
+/*
+ * Points swept per operation, at most.  As in iommufd_fail_nth, the limit
+ * only reflects how many allocation and user-copy sites the paths have
+ * today (kmemleak doubles the slab ones): a sweep that reaches it needs a
+ * bigger one, or loops.
+ */
+#define FAIL_NTH_MAX	200
+/* How long a stopped kthread may take to leave /proc. */
+#define KTHREAD_GONE_SECS	5
+
+/*
+ * The injection set up as iommufd_fail_nth does: allocations that may
+ * sleep and highmem pages fail too, from order 0 on.  An injection prints
+ * nothing: a verbose one dumps a stack, and a stack in the kernel log
+ * fails the run.  Each value is written back after the sweeps.
+ */
+struct fault_knob {
+	const char *file;	/* under DEBUGFS */
+	const char *value;
+	char saved[32];
+	bool changed;
+};
+
+static struct fault_knob fault_knobs[] = {
+	{ "failslab/verbose", "0" },
+	{ "fail_page_alloc/verbose", "0" },
+	{ "fail_usercopy/verbose", "0" },
+	{ "failslab/ignore-gfp-wait", "N" },
+	{ "fail_page_alloc/ignore-gfp-wait", "N" },
+	{ "fail_page_alloc/ignore-gfp-highmem", "N" },
+	{ "fail_page_alloc/min-order", "0" },
+};
+
+static bool fault_debugfs_mounted;
+
+/* Undo fault_setup(), in reverse order. */
+static void fault_restore(void)
+{
+	int i;
+
+	for (i = ARRAY_SIZE(fault_knobs) - 1; i >= 0; i--) {
+		struct fault_knob *k = &fault_knobs[i];
+
+		if (k->changed && cg_write(DEBUGFS, k->file, k->saved))
+			ksft_print_msg("fail-nth: cannot restore %s/%s to %s\n",
+				       DEBUGFS, k->file, k->saved);
+		k->changed = false;
+	}
+	if (fault_debugfs_mounted)
+		umount(DEBUGFS);
+	fault_debugfs_mounted = false;
+}
+
+/*
+ * Configure every kind of injection the kernel has (a kind it lacks has
+ * no directory in debugfs).  0, or -ENOENT when there is none at all, or
+ * another -errno; @why says what.
+ */
+static int fault_setup(char *why, size_t size)
+{
+	unsigned int i, found = 0;
+	char dir[64];
+	struct statfs sfs;
+	int ret;
+
+	if (statfs(DEBUGFS, &sfs) || sfs.f_type != DEBUGFS_MAGIC) {
+		if (mount("debugfs", DEBUGFS, "debugfs", 0, NULL)) {
+			ret = -errno;
+			snprintf(why, size, "cannot mount debugfs at %s: %s",
+				 DEBUGFS, strerror(errno));
+			return ret;
+		}
+		fault_debugfs_mounted = true;
+	}
+	for (i = 0; i < ARRAY_SIZE(fault_knobs); i++) {
+		struct fault_knob *k = &fault_knobs[i];
+
+		snprintf(dir, sizeof(dir), "%s/%.*s", DEBUGFS,
+			 (int)strcspn(k->file, "/"), k->file);
+		if (access(dir, F_OK))
+			continue;
+		ret = cg_read(DEBUGFS, k->file, k->saved, sizeof(k->saved));
+		if (!ret) {
+			k->saved[strcspn(k->saved, "\n")] = 0;
+			ret = cg_write(DEBUGFS, k->file, k->value);
+		}
+		if (ret) {
+			snprintf(why, size, "cannot set %s/%s to %s: %s",
+				 DEBUGFS, k->file, k->value, strerror(-ret));
+			fault_restore();
+			return ret;
+		}
+		k->changed = true;
+		found++;
+	}
+	if (!found) {
+		snprintf(why, size,
+			 "no failslab, fail_page_alloc or fail_usercopy in %s (FAILSLAB, FAIL_PAGE_ALLOC, FAULT_INJECTION_USERCOPY or FAULT_INJECTION_DEBUG_FS off?)",
+			 DEBUGFS);
+		fault_restore();
+		return -ENOENT;
+	}
+	return 0;
+}
+
+/* Arm the fail-nth file @fd to fail the task's @n-th point; 0 disarms. */
+static int nth_write(int fd, unsigned int n)
+{
+	char buf[16];
+	int len = snprintf(buf, sizeof(buf), "%u", n);
+
+	if (pwrite(fd, buf, len, 0) == len)
+		return 0;
+	/*
+	 * Disarming our own task: the write's copy of "0" may be the armed
+	 * point itself.  It failed, so nothing is armed now; say it again.
+	 */
+	if (!n && errno == EFAULT && pwrite(fd, buf, len, 0) == len)
+		return 0;
+	return -errno;
+}
+
+/*
+ * Was the armed point reached?  The file reads 0 once the n-th point has
+ * failed, the points still to go otherwise.  1, 0, or -errno.  Reading our
+ * own file is a point too (the copy of the number to the buffer): when
+ * that copy is the one that fails, the number was not 0.
+ */
+static int nth_fired(int fd)
+{
+	char buf[16];
+	ssize_t n = pread(fd, buf, sizeof(buf) - 1, 0);
+
+	if (n < 0)
+		return errno == EFAULT ? 0 : -errno;
+	buf[n] = 0;
+	return strtoul(buf, NULL, 10) == 0;
+}
+
+/* How many tasks are called @comm; the pid of one of them in *@pid. */
+static int tasks_named(const char *comm, pid_t *pid)
+{
+	char dir[32], buf[32], *end;
+	struct dirent *d;
+	int n = 0;
+	DIR *proc;
+	long p;
+
+	proc = opendir("/proc");
+	TEST_ASSERT(proc, "opendir /proc");
+	while ((d = readdir(proc))) {
+		p = strtol(d->d_name, &end, 10);
+		if (*end || p <= 0)
+			continue;
+		snprintf(dir, sizeof(dir), "/proc/%ld", p);
+		if (cg_read(dir, "comm", buf, sizeof(buf)))
+			continue;	/* gone meanwhile */
+		buf[strcspn(buf, "\n")] = 0;
+		if (!strcmp(buf, comm)) {
+			if (pid)
+				*pid = p;
+			n++;
+		}
+	}
+	closedir(proc);
+	return n;
+}
+
+/* A stopped kthread has left /proc (it exits after kthread_stop() returns). */
+static bool kthread_gone(const char *comm)
+{
+	double t0 = now();
+
+	while (tasks_named(comm, NULL)) {
+		if (now() - t0 > KTHREAD_GONE_SECS)
+			return false;
+		usleep(10000);
+	}
+	return true;
+}
+
+/* Drop the VMM's pages of a guest range: the next access faults them in. */
+static void zap(struct kvm_vm *vm, uint64_t gpa, size_t len)
+{
+	TEST_ASSERT(!madvise(addr_gpa2hva(vm, gpa), len, MADV_DONTNEED),
+		    "MADV_DONTNEED");
+}
+
+/* One operation's sweep: the points reached, what they did, what broke. */
+struct sweep {
+	unsigned int points;	/* points injected (the n-th was reached) */
+	unsigned int failed;	/* ... that made the operation fail */
+	unsigned int absorbed;	/* ... that it survived unharmed */
+	unsigned int nomem, fault;	/* START: ENOMEM and EFAULT returns */
+	uint64_t ioerr, nostatus;	/* serve: requests failed */
+	bool done;		/* a run reached no armed point */
+	char why[256];		/* the first thing that went wrong, or "" */
+};
+
+static __printf(2, 3) void sweep_fail(struct sweep *sw, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (sw->why[0])
+		return;
+	va_start(ap, fmt);
+	vsnprintf(sw->why, sizeof(sw->why), fmt, ap);
+	va_end(ap);
+}
+
+/*
+ * XI_VBLK_START with its n-th point failed, for n = 1, 2, ... until a
+ * start reaches no armed point.  Each run has a new device (its disk is
+ * allocated again) and the ring's pages dropped (the lookup faults them
+ * in again), so every run takes the same path.  A failed start returns
+ * ENOMEM (the disk, the queue's arrays, the binding, the mapping, the
+ * kthread) or EFAULT (the copy of the configuration, or the ring's page
+ * lookup when its fault cannot allocate), leaves the device idle without
+ * a kthread, and the next start works.
+ */
+static void sweep_start(struct vmm *m, int nth, const char *kname,
+			struct sweep *sw)
+{
+	struct xi_vblk_stats s;
+	int dev, ret, fired;
+	unsigned int n;
+
+	for (n = 1; n <= FAIL_NTH_MAX && !sw->done && !sw->why[0]; n++) {
+		dev = dev_open();
+		zap(m->vm, GPA_RING, PAGES_RING * PG);
+		TEST_ASSERT(!nth_write(nth, n), "arm fail-nth");
+		ret = dev_start(dev, &m->cfg);
+		fired = nth_fired(nth);
+		TEST_ASSERT(!nth_write(nth, 0), "disarm fail-nth");
+		TEST_ASSERT(fired >= 0, "read fail-nth: %s", strerror(-fired));
+		s = dev_stats(dev);
+		if (!fired) {
+			sw->done = true;
+			if (ret || s.state != XI_VBLK_RUNNING)
+				sweep_fail(sw, "run %u, no point reached: %s, state %u",
+					   n, strerror(-ret), s.state);
+		} else if (!ret) {
+			sw->points++;
+			sw->absorbed++;
+			if (s.state != XI_VBLK_RUNNING ||
+			    tasks_named(kname, NULL) != 1)
+				sweep_fail(sw, "point %u absorbed: state %u, %d kthreads",
+					   n, s.state, tasks_named(kname, NULL));
+		} else {
+			sw->points++;
+			sw->failed++;
+			sw->nomem += ret == -ENOMEM;
+			sw->fault += ret == -EFAULT;
+			if (ret != -ENOMEM && ret != -EFAULT)
+				sweep_fail(sw, "point %u: %s, not ENOMEM or EFAULT",
+					   n, strerror(-ret));
+			else if (s.state != XI_VBLK_IDLE || !kthread_gone(kname))
+				sweep_fail(sw, "point %u: %s left state %u, %d kthreads",
+					   n, strerror(-ret), s.state,
+					   tasks_named(kname, NULL));
+			ret = dev_start(dev, &m->cfg);
+			if (ret)
+				sweep_fail(sw, "point %u: the next start: %s",
+					   n, strerror(-ret));
+		}
+		ioctl(dev, XI_VBLK_STOP);
+		close(dev);
+		if (!kthread_gone(kname))
+			sweep_fail(sw, "run %u: kthread %s still there after stop and close",
+				   n, kname);
+	}
+	if (!sw->done)
+		sweep_fail(sw, "not done after %u points", FAIL_NTH_MAX);
+}
+
+/*
+ * The kthread serving a queue with its n-th point failed, for n = 1, 2,
+ * ... until a batch of FAULT_PAIRS writes and reads reaches no armed
+ * point.  The read buffers' pages are dropped before each batch, so the
+ * kthread's copies fault them in again.  The guest sees every request
+ * complete, done or failed alone (VIRTIO_BLK_S_IOERR, or a used length of
+ * 0 when its status byte could not be written), one request at most per
+ * injected fault, the data of every done read right; the device keeps
+ * running, and once disarmed a clean batch is all done, every byte right.
+ */
+static void sweep_serve(struct vmm *m, const char *kname, struct sweep *sw)
+{
+	uint64_t reqs, errs, bad;
+	struct xi_vblk_stats s;
+	int dev, kfd = -1, ret, fired;
+	char path[64];
+	unsigned int n;
+	pid_t kpid;
+
+	dev = dev_open();
+	ret = dev_start(dev, &m->cfg);
+	if (ret) {
+		sweep_fail(sw, "XI_VBLK_START: %s", strerror(-ret));
+		goto out;
+	}
+	ret = tasks_named(kname, &kpid);
+	if (ret != 1) {
+		sweep_fail(sw, "%d kthreads named %s", ret, kname);
+		goto out;
+	}
+	snprintf(path, sizeof(path), "/proc/%d/fail-nth", kpid);
+	kfd = open(path, O_RDWR);
+	if (kfd < 0) {
+		sweep_fail(sw, "%s: %s", path, strerror(errno));
+		goto out;
+	}
+	for (n = 1; n <= FAIL_NTH_MAX && !sw->done && !sw->why[0]; n++) {
+		zap(m->vm, GPA_RBUF, FAULT_PAIRS * P.req_size);
+		ret = nth_write(kfd, n);
+		if (ret) {
+			sweep_fail(sw, "arm %s: %s", path, strerror(-ret));
+			break;
+		}
+		guest_exec(m, G_FAULT_BATCH, FAULT_PAIRS);
+		fired = nth_fired(kfd);
+		ret = nth_write(kfd, 0);
+		if (fired < 0 || ret) {
+			sweep_fail(sw, "%s: %s", path,
+				   strerror(fired < 0 ? -fired : -ret));
+			break;
+		}
+		s = dev_stats(dev);
+		bad = R.fault_ioerr + R.fault_nostatus;
+		sw->ioerr += R.fault_ioerr;
+		sw->nostatus += R.fault_nostatus;
+		if (fired) {
+			sw->points++;
+			sw->failed += !!bad;
+			sw->absorbed += !bad;
+		} else {
+			sw->done = true;
+		}
+		if (R.timeouts || R.fault_bad || R.fault_bad_bytes ||
+		    R.fault_ok + bad != 2 * FAULT_PAIRS || bad > !!fired ||
+		    s.state != XI_VBLK_RUNNING) {
+			sweep_fail(sw,
+				   "%s %u: %lu done, %lu failed, %lu without status, %lu bad, %lu bad bytes, %lu timeouts, state %u",
+				   fired ? "point" : "run", n, R.fault_ok,
+				   R.fault_ioerr, R.fault_nostatus, R.fault_bad,
+				   R.fault_bad_bytes, R.timeouts, s.state);
+			break;
+		}
+		reqs = R.requests;
+		errs = guest_errors();
+		guest_exec(m, G_TRAFFIC, 2 * FAULT_PAIRS);
+		if (R.requests != reqs + 2 * FAULT_PAIRS || guest_errors() != errs)
+			sweep_fail(sw,
+				   "%s %u: the clean batch after: %lu of %u requests, %lu errors",
+				   fired ? "point" : "run", n, R.requests - reqs,
+				   2 * FAULT_PAIRS, guest_errors() - errs);
+	}
+	if (!sw->done)
+		sweep_fail(sw, "not done after %u points", FAIL_NTH_MAX);
+out:
+	if (kfd >= 0)
+		close(kfd);
+	ioctl(dev, XI_VBLK_STOP);
+	close(dev);
+	if (!kthread_gone(kname))
+		sweep_fail(sw, "kthread %s still there after stop and close",
+			   kname);
+}
+
+/*
+ * XI_VBLK_STOP with its n-th point failed (it may have none).  It cannot
+ * fail: it returns 0 and leaves the device idle without a kthread each
+ * time, and the next start works; after the sweep, a started queue serves
+ * a clean batch.
+ */
+static void sweep_stop(struct vmm *m, int nth, const char *kname,
+		       struct sweep *sw)
+{
+	struct xi_vblk_stats s;
+	int dev, ret, fired;
+	uint64_t reqs, errs;
+	unsigned int n;
+
+	dev = dev_open();
+	for (n = 1; n <= FAIL_NTH_MAX && !sw->done && !sw->why[0]; n++) {
+		ret = dev_start(dev, &m->cfg);
+		if (ret) {
+			sweep_fail(sw, "the start before run %u: %s", n,
+				   strerror(-ret));
+			break;
+		}
+		TEST_ASSERT(!nth_write(nth, n), "arm fail-nth");
+		ret = ioctl(dev, XI_VBLK_STOP) ? -errno : 0;
+		fired = nth_fired(nth);
+		TEST_ASSERT(!nth_write(nth, 0), "disarm fail-nth");
+		TEST_ASSERT(fired >= 0, "read fail-nth: %s", strerror(-fired));
+		s = dev_stats(dev);
+		sw->points += fired;
+		sw->absorbed += fired;
+		sw->done = !fired;
+		if (ret || s.state != XI_VBLK_IDLE || !kthread_gone(kname))
+			sweep_fail(sw, "%s %u: %s, state %u, %d kthreads",
+				   fired ? "point" : "run", n, strerror(-ret),
+				   s.state, tasks_named(kname, NULL));
+	}
+	if (!sw->done)
+		sweep_fail(sw, "not done after %u points", FAIL_NTH_MAX);
+	if (!sw->why[0]) {
+		ret = dev_start(dev, &m->cfg);
+		reqs = R.requests;
+		errs = guest_errors();
+		if (!ret)
+			guest_exec(m, G_TRAFFIC, 2 * FAULT_PAIRS);
+		if (ret || R.requests != reqs + 2 * FAULT_PAIRS ||
+		    guest_errors() != errs)
+			sweep_fail(sw, "start and a clean batch after: %s, %lu errors",
+				   strerror(-ret), guest_errors() - errs);
+	}
+	ioctl(dev, XI_VBLK_STOP);
+	close(dev);
+	if (!kthread_gone(kname))
+		sweep_fail(sw, "kthread %s still there after stop and close",
+			   kname);
+}
+
+/*
+ * fail-nth (Documentation/fault-injection/fault-injection.rst), as in
+ * tools/testing/selftests/iommu/iommufd_fail_nth.c: every allocation and
+ * user copy on the paths of start, serve and stop is failed in turn, one
+ * per run; each failure must be reported and leave the device usable.
+ */
+static void test_fail_nth(void)
+{
+	struct opts o = { .requests = 0, .req_size = 4096, .num = 64 };
+	struct sweep start = {}, serve = {}, stop = {};
+	char path[64], kname[32], why[256];
+	struct vmm m = {};
+	int nth, ret;
+
+	snprintf(path, sizeof(path), "/proc/self/task/%d/fail-nth", gettid());
+	nth = open(path, O_RDWR);
+	if (nth < 0 && errno == ENOENT) {
+		ksft_test_result_skip("fail-nth: no %s (CONFIG_FAULT_INJECTION off?)\n",
+				      path);
+		return;
+	}
+	if (nth < 0) {
+		tap(0, "fail-nth: %s: %s", path, strerror(errno));
+		return;
+	}
+	ret = fault_setup(why, sizeof(why));
+	if (ret == -ENOENT) {
+		ksft_test_result_skip("fail-nth: %s\n", why);
+		goto out;
+	}
+	if (ret) {
+		tap(0, "fail-nth: %s", why);
+		goto out;
+	}
+	/* The device's kthread is named after the thread that starts it. */
+	snprintf(kname, sizeof(kname), "xi_vblk/%d", gettid());
+	vmm_create(&m, &o);
+
+	sweep_start(&m, nth, kname, &start);
+	tap(!start.why[0],
+	    "fail-nth: XI_VBLK_START: %u points injected, %u failed with a documented errno (ENOMEM %u, EFAULT %u) and left the device idle, %u absorbed; start works after each%s%s",
+	    start.points, start.failed, start.nomem, start.fault,
+	    start.absorbed, start.why[0] ? ": " : "", start.why);
+
+	sweep_serve(&m, kname, &serve);
+	tap(!serve.why[0],
+	    "fail-nth: serve: %u points injected in the kthread, %u failed one request (%lu IOERR, %lu without status), %u absorbed; no hang, no bad data, still running, a clean batch all OK after each%s%s",
+	    serve.points, serve.failed, serve.ioerr, serve.nostatus,
+	    serve.absorbed, serve.why[0] ? ": " : "", serve.why);
+
+	sweep_stop(&m, nth, kname, &stop);
+	tap(!stop.why[0],
+	    "fail-nth: XI_VBLK_STOP: %u points injected, stop returned 0 and left the device idle each time; start works after; %u (operation, n) points injected in all%s%s",
+	    stop.points, start.points + serve.points + stop.points,
+	    stop.why[0] ? ": " : "", stop.why);
+
+	vmm_destroy(&m);
+	fault_restore();
+out:
+	close(nth);
 }
 
 int main(int argc, char *argv[])
@@ -1170,8 +2101,10 @@ int main(int argc, char *argv[])
 	test_traffic("sg", (struct opts){ 512, 8192, 64, false, true });
 	test_malformed();
 	test_stop_restart();
+	test_memcg();
 	test_churn_dirty();
 	test_vmm_exit();
+	test_fail_nth();
 	ksft_set_plan(ksft_test_num());	/* the plan comes last */
 	ksft_finished();
 }
