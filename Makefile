@@ -19,11 +19,15 @@ REPO    := $(CURDIR)
 BUILD   := $(REPO)/build
 TREE    := $(BUILD)/tree
 OBJ     := $(BUILD)/obj
+# The second test kernel of make check: KCSAN instead of KASAN.
+OBJ_KCSAN := $(BUILD)/obj-kcsan
 TESTS   := $(BUILD)/tests
 KSRC    ?=
 JOBS    ?= $(shell echo $$(( $$(nproc) + 1 )))
 export CCACHE_BASEDIR := $(BUILD)
 KMAKE   := $(MAKE) -s -C $(TREE) O=$(OBJ) CC="ccache gcc" HOSTCC="ccache gcc"
+KMAKE_KCSAN := $(MAKE) -s -C $(TREE) O=$(OBJ_KCSAN) CC="ccache gcc" \
+	HOSTCC="ccache gcc"
 H       := $(REPO)/harness
 # Hard limits for one guest run, in seconds (a hung guest is killed and
 # fails the run).
@@ -45,7 +49,7 @@ KVM_SELFTESTS := set_memory_region_test memslot_modification_stress_test \
 SELFTESTS := $(KVM_SELFTESTS) xinterface_test xinterface_sample xinterface_bench
 
 .PHONY: all deps tree config kernel selftests initramfs run check bench clean \
-	distclean
+	distclean kcsan lint
 
 all: kernel selftests initramfs
 
@@ -64,6 +68,26 @@ $(OBJ)/.config: $(H)/kernel.config | tree
 	@$(H)/check-config.sh $(H)/kernel.config $(OBJ)/.config
 
 config: tree $(OBJ)/.config
+
+# The KCSAN kernel's fragment: the debug one less KASAN, plus
+# harness/kcsan.config; its own O= directory, the same tree and ccache.
+$(BUILD)/kcsan.config: $(H)/kernel.config $(H)/kcsan.config
+	@mkdir -p $(BUILD)
+	@sed '/^CONFIG_KASAN/d' $(H)/kernel.config > $@.tmp
+	@cat $(H)/kcsan.config >> $@.tmp
+	@mv $@.tmp $@
+
+$(OBJ_KCSAN)/.config: $(BUILD)/kcsan.config | tree
+	@mkdir -p $(OBJ_KCSAN)
+	@$(KMAKE_KCSAN) KCONFIG_ALLCONFIG=$(BUILD)/kcsan.config allnoconfig
+	@$(H)/check-config.sh $(BUILD)/kcsan.config $(OBJ_KCSAN)/.config
+
+# Build the KCSAN kernel and its initramfs (the test programs are the
+# debug build's).
+kcsan: tree $(OBJ_KCSAN)/.config selftests
+	@$(TIME) "build KCSAN kernel" $(KMAKE_KCSAN) -j$(JOBS) bzImage modules
+	@$(H)/mkinitramfs.sh $(REPO) $(BUILD) $(OBJ_KCSAN) \
+		$(BUILD)/initramfs-kcsan.cpio
 
 kernel: config
 	@$(TIME) "build kernel" $(KMAKE) -j$(JOBS) bzImage modules
@@ -99,9 +123,15 @@ run: deps all
 		$(BUILD)/results.log; \
 	$(H)/parse-results.sh $(BUILD)/results.log $(BUILD)/console.log $$rc
 
-check: deps all
+# Two guest runs: every test on the debug kernel (KASAN, lockdep), then
+# the project's tests on the KCSAN kernel; one verdict for both.
+check: deps all kcsan
 	@$(TIME) "boot and test" $(H)/run-qemu.sh $(BUILD) check $(CHECK_TIMEOUT); \
-	$(H)/parse-results.sh $(BUILD)/results.log $(BUILD)/console.log $$?
+	echo $$? > $(BUILD)/check.rc; \
+	XI_OBJ=$(OBJ_KCSAN) XI_CPIO=$(BUILD)/initramfs-kcsan.cpio XI_LOG=-kcsan \
+		$(TIME) "boot and test (KCSAN)" $(H)/run-qemu.sh $(BUILD) kcsan \
+		$(CHECK_TIMEOUT); \
+	$(H)/check-report.sh $(BUILD) $$(cat $(BUILD)/check.rc) $$?
 
 # The benchmark runs alone in the guest; bench-report.sh fails the target
 # on a hang, a splat or a failed row, like make check.
@@ -112,8 +142,9 @@ bench: deps all
 	$(H)/bench-report.sh $(BUILD) $$(cat $(BUILD)/bench.rc)
 
 clean:
-	rm -rf $(OBJ) $(TESTS) $(BUILD)/initramfs $(BUILD)/initramfs.cpio \
-		$(BUILD)/*.log $(BUILD)/*.summary $(BUILD)/bench.*
+	rm -rf $(OBJ) $(OBJ_KCSAN) $(TESTS) $(BUILD)/initramfs* \
+		$(BUILD)/*.log $(BUILD)/*.summary $(BUILD)/bench.* \
+		$(BUILD)/*.config $(BUILD)/*.rc
 
 distclean:
 	rm -rf $(BUILD)

@@ -3,7 +3,7 @@
 # log); test output goes to ttyS1 (the results log) between markers that
 # parse-results.sh reads:
 #   XI-BEGIN name / ...TAP or text... / XI-END name rc / XI-DONE
-# The mode comes from the kernel command line: xi.mode=check|run|bench.
+# The mode comes from the kernel command line: xi.mode=check|kcsan|run|bench.
 /bin/busybox --install -s /bin
 export PATH=/bin:/sbin
 mount -t proc proc /proc
@@ -50,6 +50,7 @@ done
 
 case "$mode" in
 check)	list=/tests/check.list ;;
+kcsan)	list=/tests/kcsan.list ;;
 run)	list=/tests/run.list ;;
 bench)	list=/tests/bench.list ;;
 *)	list=/dev/null ;;
@@ -123,7 +124,7 @@ done < $list
 [ $par = 1 ] && par_end
 
 # Unloading is checked too: every module must go, in reverse order.
-if [ "$mode" = check ]; then
+if [ "$mode" = check ] || [ "$mode" = kcsan ]; then
 	for m in $(ls -r /lib/modules/test_*.ko /lib/modules/xi_*.ko 2>/dev/null) kvm-amd kvm irqbypass; do
 		m=$(basename $m .ko | tr - _)
 		run "modules/rmmod-$m" 120 rmmod $m

@@ -3,6 +3,8 @@
 #
 #   parse-results.sh RESULTS_LOG CONSOLE_LOG QEMU_RC
 #
+# XI_PREFIX, if set, is put before every test name (one run of several).
+#
 # Tests come from two places:
 #  - RESULTS_LOG (the guest's ttyS1): blocks "XI-BEGIN name" ... "XI-END
 #    name rc".  A block holding TAP lines ("ok N desc", "not ok N desc")
@@ -25,7 +27,7 @@ export SPLAT_LINES
 
 awk -v qrc="$QRC" '
 function report(st, name) {
-	printf "%-4s %s\n", st, name
+	printf "%-4s %s%s\n", st, ENVIRON["XI_PREFIX"], name
 	if (st == "PASS") pass++; else if (st == "SKIP") skip++; else fail++
 }
 function tap(line, prefix,    st, d) {

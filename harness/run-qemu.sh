@@ -11,8 +11,12 @@ BUILD=$1
 MODE=$2
 TMO=$3
 EXTRA=${4:-}
-CON=$BUILD/console.log
-RES=$BUILD/results.log
+# XI_OBJ, XI_CPIO and XI_LOG name another kernel build, initramfs and log
+# suffix (the KCSAN kernel of make check); the defaults are the debug one.
+OBJ=${XI_OBJ:-$BUILD/obj}
+CPIO=${XI_CPIO:-$BUILD/initramfs.cpio}
+CON=$BUILD/console${XI_LOG:-}.log
+RES=$BUILD/results${XI_LOG:-}.log
 
 # KVM acceleration only when the host can run it with nested virtualization;
 # the probe starts QEMU with -accel kvm and counts it usable if it is still
@@ -34,8 +38,8 @@ append="console=ttyS0 panic=-1 xi.mode=$MODE"
 echo "  QEMU    $MODE: accel=$accel, 2 vCPUs, 4 GiB, timeout ${TMO}s"
 timeout -s KILL "$TMO" qemu-system-x86_64 \
 	-accel "$accel" -cpu max -smp 2 -m 4G \
-	-kernel "$BUILD/obj/arch/x86/boot/bzImage" \
-	-initrd "$BUILD/initramfs.cpio" \
+	-kernel "$OBJ/arch/x86/boot/bzImage" \
+	-initrd "$CPIO" \
 	-append "$append" \
 	-display none -monitor none -nodefaults -no-reboot \
 	-serial "file:$CON" -serial "file:$RES" \
