@@ -56,6 +56,15 @@ static u64 xi_binding_id(struct kvm_xinterface *intf)
 	return container_of(intf, struct xi_binding, intf)->id;
 }
 
+/*
+ * KVM updates its invalidation state (mmu_invalidate_seq, _in_progress,
+ * _range_start/_end, mn_active_invalidate_count) with plain accesses under
+ * mmu_lock or mn_invalidate_lock, and reads it without them where a stale
+ * value only costs a retry (mmu_invalidate_retry_gfn_unsafe(), pfncache).
+ * So does this file: the race is intended, and data_race() says so.
+ */
+#define xi_racy(x)	data_race(READ_ONCE(x))
+
 /* How the copy reaches kvm->mm. */
 enum xi_path {
 	XI_PATH_OWN,		/* current->mm is kvm->mm: user access */
@@ -252,9 +261,9 @@ static bool xi_gfn_invalidating(struct kvm *kvm, gfn_t gfn)
  */
 static bool xi_gfn_invalidating_unsafe(struct kvm *kvm, gfn_t gfn)
 {
-	return READ_ONCE(kvm->mmu_invalidate_in_progress) &&
-	       gfn >= READ_ONCE(kvm->mmu_invalidate_range_start) &&
-	       gfn < READ_ONCE(kvm->mmu_invalidate_range_end);
+	return xi_racy(kvm->mmu_invalidate_in_progress) &&
+	       gfn >= xi_racy(kvm->mmu_invalidate_range_start) &&
+	       gfn < xi_racy(kvm->mmu_invalidate_range_end);
 }
 
 /*
@@ -758,13 +767,13 @@ void kvm_xinterface_invalidate(struct kvm *kvm, unsigned long start,
  */
 static bool xi_vmap_retry(struct kvm *kvm, unsigned long seq, bool priv)
 {
-	if (READ_ONCE(kvm->mn_active_invalidate_count))
+	if (xi_racy(kvm->mn_active_invalidate_count))
 		return true;
-	if (priv && READ_ONCE(kvm->mmu_invalidate_in_progress))
+	if (priv && xi_racy(kvm->mmu_invalidate_in_progress))
 		return true;
 	/* Pairs with the smp_wmb() in kvm_mmu_invalidate_end(). */
 	smp_rmb();
-	return READ_ONCE(kvm->mmu_invalidate_seq) != seq;
+	return xi_racy(kvm->mmu_invalidate_seq) != seq;
 }
 
 /*
@@ -855,8 +864,8 @@ static bool xi_vmap_usable(struct xi_vmap *m)
 		return false;
 	/* A conversion may have made part of the range private. */
 	if (m->private_capable &&
-	    (READ_ONCE(kvm->mmu_invalidate_in_progress) ||
-	     READ_ONCE(kvm->mmu_invalidate_seq) != m->mmu_seq))
+	    (xi_racy(kvm->mmu_invalidate_in_progress) ||
+	     xi_racy(kvm->mmu_invalidate_seq) != m->mmu_seq))
 		return false;
 	return true;
 }
@@ -879,7 +888,7 @@ static int xi_vmap_refresh_locked(struct xi_vmap *m, struct mm_struct *mm)
 		bool priv;
 		int ret, idx;
 
-		seq = READ_ONCE(kvm->mmu_invalidate_seq);
+		seq = xi_racy(kvm->mmu_invalidate_seq);
 		/* Pairs with the smp_wmb() in kvm_mmu_invalidate_end(). */
 		smp_rmb();
 
