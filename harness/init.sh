@@ -48,6 +48,15 @@ for m in /lib/modules/test_*.ko /lib/modules/xi_*.ko; do
 	run "modules/insmod-$(basename $m .ko)" 300 insmod "$m"
 done
 
+# The KCSAN kernel ignores reports in a short, documented list of core
+# kernel functions (harness/kcsan-ignore.list); every other report counts.
+if [ "$mode" = kcsan ] && [ -w /sys/kernel/debug/kcsan ]; then
+	grep -v '^#' /tests/kcsan-ignore.list | while read -r f; do
+		[ -n "$f" ] && echo "!$f" > /sys/kernel/debug/kcsan
+	done
+	echo "xi-init: KCSAN ignores: $(grep -v '^#' /tests/kcsan-ignore.list | tr '\n' ' ')"
+fi
+
 case "$mode" in
 check)	list=/tests/check.list ;;
 kcsan)	list=/tests/kcsan.list ;;

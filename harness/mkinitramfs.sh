@@ -16,6 +16,6 @@ cp "$REPO/harness/init.sh" "$ST/init"
 find "$OBJ" -name '*.ko' -exec cp {} "$ST/lib/modules/" \;
 cp -a "$BUILD/tests/." "$ST/tests/"
 cp "$REPO"/harness/*.list "$ST/tests/"
-cp "$REPO"/harness/kmemleak.sh "$ST/tests/"
+cp "$REPO"/harness/kmemleak.sh "$REPO"/harness/kcsan-ignore.list "$ST/tests/"
 (cd "$ST" && find . | LC_ALL=C sort | cpio -o -H newc --quiet) > "$CPIO"
 echo "  CPIO    $(basename "$CPIO") $(du -h "$CPIO" | cut -f1) $(ls "$ST/lib/modules" | tr '\n' ' ')"
