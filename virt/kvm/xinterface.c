@@ -254,6 +254,16 @@ static bool xi_gfn_invalidating(struct kvm *kvm, gfn_t gfn)
 }
 
 /*
+ * Whether a wait for racing invalidations should end: on a fatal signal,
+ * or when the calling kthread (a consumer's worker) is being stopped.
+ */
+static bool xi_give_up(void)
+{
+	return fatal_signal_pending(current) ||
+	       ((current->flags & PF_KTHREAD) && kthread_should_stop());
+}
+
+/*
  * The unlocked look of mmu_invalidate_retry_gfn_unsafe(), at the range in
  * progress only.  Its loads race with kvm_mmu_invalidate_begin() and _end()
  * on purpose: a stale answer only makes the copy wait a little longer or
@@ -303,7 +313,7 @@ static int xi_copy_private_capable(struct kvm *kvm, struct mm_struct *mm,
 			if (!xi_gfn_invalidating(kvm, gfn))
 				return kvm_mem_is_private(kvm, gfn) ? -EPERM : 0;
 		}
-		if (fatal_signal_pending(current))
+		if (xi_give_up())
 			return -EINTR;
 		cond_resched();
 	}
@@ -672,12 +682,11 @@ struct xi_vmap {
 	 */
 	rwlock_t lock;
 	bool valid;
-	bool private_capable;		/* some run can hold private memory */
-	void *vaddr;			/* vmap() of the pages, or NULL */
+	void *vaddr;			/* vmap() of the pages; NULL if !valid */
 	void *stale;			/* invalidated vmap(), for unmap_work */
 	struct work_struct unmap_work;	/* vunmap()s @stale, holds a ref */
 	u64 generation;			/* memslot generation at refresh */
-	unsigned long mmu_seq;		/* mmu_invalidate_seq at refresh */
+	unsigned long inval_seq;	/* bumped by every overlapping hook */
 	unsigned int nr_runs;
 	/* Constant after creation. */
 	u64 gpa;
@@ -711,17 +720,62 @@ static bool xi_vmap_overlaps(struct xi_vmap *m, unsigned long start,
  * the write side of m->lock.  A mapping whose last reference is going
  * away is left to xi_vmap_release(), which unmaps it.
  *
- * At most one alias waits at a time: @stale is taken only when it is
- * free, and a refresh flushes the work before it maps again.
+ * A retire happens only to a valid mapping, and a refresh takes (and
+ * unmaps) both @vaddr and @stale before it makes the mapping valid again,
+ * so @stale is free here; the work, when it runs, unmaps whatever @stale
+ * holds then and drops the reference it was queued with.
  */
+static void xi_vmap_release(struct kref *kref);
+
 static void xi_vmap_retire(struct xi_vmap *m)
 {
-	if (!m->vaddr || m->stale || !kref_get_unless_zero(&m->kref))
+	if (!m->vaddr || WARN_ON_ONCE(m->stale) ||
+	    !kref_get_unless_zero(&m->kref))
 		return;
 	m->stale = m->vaddr;
 	m->vaddr = NULL;
 	m->map.addr = NULL;
-	queue_work(system_unbound_wq, &m->unmap_work);
+	/*
+	 * Still pending from an earlier retire: that queueing's reference
+	 * is held until the work runs (it takes m->lock first), so this
+	 * put cannot be the last.
+	 */
+	if (!queue_work(system_unbound_wq, &m->unmap_work))
+		kref_put(&m->kref, xi_vmap_release);
+}
+
+/* An invalidation hit the mapping; under the write side of m->lock. */
+static void xi_vmap_invalidate(struct xi_vmap *m)
+{
+	m->inval_seq++;
+	if (m->valid) {
+		m->valid = false;
+		xi_vmap_retire(m);
+	}
+}
+
+/*
+ * Hook of kvm_mmu_invalidate_range_add(), under mmu_lock: the gfns
+ * [start, end) are being invalidated, by the MMU notifier (for a memslot's
+ * hva range) or by a private/shared conversion, which does not go through
+ * the notifier.  The gfn span of a mapping is constant, so no lock is
+ * needed to test it.
+ */
+void kvm_xinterface_invalidate_gfn(struct kvm *kvm, gfn_t start, gfn_t end)
+{
+	struct xi_vmap *m;
+
+	spin_lock(&kvm->xi_lock);
+	list_for_each_entry(m, &kvm->xi_vmaps, link) {
+		gfn_t first = m->gpa >> PAGE_SHIFT;
+
+		if (end <= first || start >= first + m->npages)
+			continue;
+		write_lock(&m->lock);
+		xi_vmap_invalidate(m);
+		write_unlock(&m->lock);
+	}
+	spin_unlock(&kvm->xi_lock);
 }
 
 /*
@@ -741,47 +795,57 @@ void kvm_xinterface_invalidate(struct kvm *kvm, unsigned long start,
 		/*
 		 * Most invalidations miss a given mapping: look under the
 		 * read lock so its accesses are not stalled, as pfncache does.
-		 * A refresh that makes it valid after this look sees the
-		 * raised mn_active_invalidate_count and retries.
+		 * A hit also counts while a refresh is under way (the runs
+		 * are written under the write lock), so the refresh retries.
 		 */
 		read_lock(&m->lock);
-		hit = m->valid && xi_vmap_overlaps(m, start, end);
+		hit = xi_vmap_overlaps(m, start, end);
 		read_unlock(&m->lock);
 		if (!hit)
 			continue;
 		write_lock(&m->lock);
-		if (m->valid && xi_vmap_overlaps(m, start, end)) {
-			m->valid = false;
-			xi_vmap_retire(m);
-		}
+		if (xi_vmap_overlaps(m, start, end))
+			xi_vmap_invalidate(m);
 		write_unlock(&m->lock);
 	}
 	spin_unlock(&kvm->xi_lock);
 }
 
 /*
- * Did an invalidation run or start since @seq was read?  As pfncache's
- * mmu_notifier_retry_cache(): our hook runs before mmu_invalidate_in_progress
- * is raised, so mn_active_invalidate_count stands in for it.  A private <->
- * shared conversion raises mmu_invalidate_in_progress without the notifier.
+ * Did something that could change the pages of the mapping happen while a
+ * refresh looked them up?  Under m->lock (write) and kvm->srcu.
+ *  - A hook hit the mapping (@inval_seq moved): an invalidation of its
+ *    hva ranges or of its gfns (including a private/shared conversion).
+ *  - The memslots changed: a deleted memslot's hva range can be unmapped
+ *    without any hook seeing the mapping's gfns.
+ *  - An hva invalidation is in progress: its hook may have run before the
+ *    refresh wrote the runs, and it may still be zapping the pages the
+ *    lookup found.  As pfncache's mmu_notifier_retry_cache(), the
+ *    notifier's mn_active_invalidate_count stands for it.
+ *  - A conversion (or any gfn invalidation) of the mapping's gfns is in
+ *    progress: its attributes may be changing under the lookup.
  */
-static bool xi_vmap_retry(struct kvm *kvm, unsigned long seq, bool priv)
+static bool xi_vmap_raced(struct xi_vmap *m, unsigned long inval_seq,
+			  u64 generation)
 {
-	if (xi_racy(kvm->mn_active_invalidate_count))
+	struct kvm *kvm = m->intf->kvm;
+	gfn_t first = m->gpa >> PAGE_SHIFT, last = first + m->npages;
+
+	if (m->inval_seq != inval_seq ||
+	    kvm_memslots(kvm)->generation != generation ||
+	    xi_racy(kvm->mn_active_invalidate_count))
 		return true;
-	if (priv && xi_racy(kvm->mmu_invalidate_in_progress))
-		return true;
-	/* Pairs with the smp_wmb() in kvm_mmu_invalidate_end(). */
-	smp_rmb();
-	return xi_racy(kvm->mmu_invalidate_seq) != seq;
+	return xi_racy(kvm->mmu_invalidate_in_progress) &&
+	       first < xi_racy(kvm->mmu_invalidate_range_end) &&
+	       xi_racy(kvm->mmu_invalidate_range_start) < last;
 }
 
 /*
  * Fill m->runs for the current memslots, refusing what a copy would
- * refuse.  Called with m->valid false, so the notifier does not read the
- * runs while they change; under kvm->srcu.
+ * refuse.  Under kvm->srcu and the write side of m->lock (the MMU-notifier
+ * hook reads the runs), with m->valid false.
  */
-static int xi_vmap_lookup(struct xi_vmap *m, u64 *generation, bool *priv)
+static int xi_vmap_lookup(struct xi_vmap *m, u64 *generation)
 {
 	struct kvm *kvm = m->intf->kvm;
 	struct kvm_memslots *slots = kvm_memslots(kvm);
@@ -791,7 +855,6 @@ static int xi_vmap_lookup(struct xi_vmap *m, u64 *generation, bool *priv)
 	unsigned int nr = 0;
 
 	*generation = slots->generation;
-	*priv = false;
 	while (len) {
 		struct kvm_memory_slot *slot;
 		gfn_t gfn = gpa >> PAGE_SHIFT;
@@ -803,12 +866,10 @@ static int xi_vmap_lookup(struct xi_vmap *m, u64 *generation, bool *priv)
 		if (ret)
 			return ret;
 		run = xi_slot_run(slot->base_gfn, slot->npages, gpa, len);
-		if (kvm_slot_can_be_private(slot)) {
-			*priv = true;
+		if (kvm_slot_can_be_private(slot))
 			for (i = 0; i < run >> PAGE_SHIFT; i++)
 				if (kvm_mem_is_private(kvm, gfn + i))
 					return -EPERM;
-		}
 		m->runs[nr].hva = __gfn_to_hva_memslot(slot, gfn);
 		m->runs[nr].hva_end = m->runs[nr].hva + run;
 		m->runs[nr].slot = slot;
@@ -855,49 +916,53 @@ static int xi_vmap_get_pages(struct xi_vmap *m, struct mm_struct *mm)
 	return ret;
 }
 
-/* Is the mapping usable now?  Under m->lock and kvm->srcu. */
+/*
+ * Is the mapping usable now?  Under m->lock and kvm->srcu.  The hooks
+ * clear m->valid on every invalidation of its hvas or gfns, conversions
+ * included; memslot changes show in the generation.
+ */
 static bool xi_vmap_usable(struct xi_vmap *m)
 {
-	struct kvm *kvm = m->intf->kvm;
-
-	if (!m->valid || kvm_memslots(kvm)->generation != m->generation)
-		return false;
-	/* A conversion may have made part of the range private. */
-	if (m->private_capable &&
-	    (xi_racy(kvm->mmu_invalidate_in_progress) ||
-	     xi_racy(kvm->mmu_invalidate_seq) != m->mmu_seq))
-		return false;
-	return true;
+	return m->valid &&
+	       kvm_memslots(m->intf->kvm)->generation == m->generation;
 }
 
 /*
- * Like a vCPU fault, retries for as long as invalidations race it, and
- * gives up only on a fatal signal.
+ * Like a vCPU fault, retries for as long as invalidations race it; gives
+ * up on a fatal signal, or when the calling kthread is being stopped.
+ * Whatever happens, nothing of the old mapping survives: its alias is
+ * unmapped before the lookup, so a failed refresh leaves no kernel PTE
+ * to pages the notifier no longer protects.
  */
 static int xi_vmap_refresh_locked(struct xi_vmap *m, struct mm_struct *mm)
 {
 	struct kvm *kvm = m->intf->kvm;
 	pgprot_t prot = m->write ? PAGE_KERNEL : PAGE_KERNEL_RO;
 
-	/* An alias the notifier retired is gone before a new one is made. */
-	flush_work(&m->unmap_work);
 	for (;;) {
-		unsigned long seq;
+		unsigned long inval_seq;
+		void *vaddr, *old, *stale;
 		u64 generation;
-		void *vaddr, *old;
-		bool priv;
 		int ret, idx;
-
-		seq = xi_racy(kvm->mmu_invalidate_seq);
-		/* Pairs with the smp_wmb() in kvm_mmu_invalidate_end(). */
-		smp_rmb();
 
 		write_lock(&m->lock);
 		m->valid = false;
+		old = m->vaddr;
+		stale = m->stale;
+		m->vaddr = NULL;
+		m->stale = NULL;
+		m->map.addr = NULL;
+		inval_seq = m->inval_seq;
 		write_unlock(&m->lock);
+		if (old)
+			vunmap(old);
+		if (stale)
+			vunmap(stale);
 
 		idx = srcu_read_lock(&kvm->srcu);
-		ret = xi_vmap_lookup(m, &generation, &priv);
+		write_lock(&m->lock);
+		ret = xi_vmap_lookup(m, &generation);
+		write_unlock(&m->lock);
 		srcu_read_unlock(&kvm->srcu, idx);
 		if (ret)
 			return ret;
@@ -916,32 +981,30 @@ static int xi_vmap_refresh_locked(struct xi_vmap *m, struct mm_struct *mm)
 			return -ENOMEM;
 		}
 
+		idx = srcu_read_lock(&kvm->srcu);
 		write_lock(&m->lock);
-		if (xi_vmap_retry(kvm, seq, priv)) {
+		if (xi_vmap_raced(m, inval_seq, generation)) {
 			write_unlock(&m->lock);
+			srcu_read_unlock(&kvm->srcu, idx);
 			vunmap(vaddr);
 			release_pages(m->pages, m->npages);
-			if (fatal_signal_pending(current))
+			if (xi_give_up())
 				return -EINTR;
 			cond_resched();
 			continue;
 		}
-		old = m->vaddr;
 		m->vaddr = vaddr;
 		m->map.addr = vaddr + offset_in_page(m->gpa);
 		m->generation = generation;
-		m->mmu_seq = seq;
-		m->private_capable = priv;
 		m->valid = true;
 		write_unlock(&m->lock);
+		srcu_read_unlock(&kvm->srcu, idx);
 
 		/*
-		 * No reference is kept: from now on the notifier invalidates
-		 * the mapping before any of these pages can go away.
+		 * No reference is kept: from now on the hooks invalidate the
+		 * mapping before any of these pages can go away.
 		 */
 		release_pages(m->pages, m->npages);
-		if (old)
-			vunmap(old);
 		return 0;
 	}
 }
@@ -1007,7 +1070,9 @@ static void xi_vmap_unlock(struct xi_vmap *m, int idx)
  *  * -ESRCH: the VM's owner exited;
  *  * -EFAULT: the memslot's userspace mapping is gone (munmap);
  *  * -ENOMEM;
- *  * -EINTR: a fatal signal arrived while waiting;
+ *  * -EINTR: a fatal signal arrived while waiting (for another refresh of
+ *    the mapping, a userfaultfd page, or racing invalidations to end), or
+ *    the calling kthread is being stopped;
  *  * -EDEADLK: called inside an access section (a bug of the caller).
  *
  * A mapping that failed to refresh stays unusable, but it may be refreshed
@@ -1024,7 +1089,10 @@ int kvm_xvmap_refresh(struct kvm_xvmap *map)
 	might_sleep();
 	if (!mmget_not_zero(mm))
 		return -ESRCH;
-	mutex_lock(&m->refresh_lock);
+	if (mutex_lock_killable(&m->refresh_lock)) {
+		mmput(mm);
+		return -EINTR;
+	}
 	/* Another thread may have refreshed it while we waited. */
 	if (xi_vmap_lock_usable(m, &idx)) {
 		xi_vmap_unlock(m, idx);
@@ -1376,8 +1444,10 @@ static int xi_sg_pin(struct kvm *kvm, struct mm_struct *mm,
  *
  * Return: the table, or ERR_PTR() of -EINVAL (bad @nr, @dir or an empty
  * range), -EOVERFLOW (a range overflows, or the total exceeds MAX_RW_COUNT),
- * -ENOMEM, or the errors of kvm_xinterface_copy_to() (writable) or
- * kvm_xinterface_copy_from() (read-only).
+ * -ENOMEM, -EOPNOTSUPP (a writable table for a VM with a dirty ring and no
+ * dirty bitmap, whatever its memslots' flags: logging could be switched on
+ * while the device writes), or the errors of kvm_xinterface_copy_to()
+ * (writable) or kvm_xinterface_copy_from() (read-only).
  */
 struct kvm_xsg *kvm_xinterface_sg(struct kvm_xinterface *intf,
 				  const struct kvm_xrange *ranges,
@@ -1418,6 +1488,15 @@ struct kvm_xsg *kvm_xinterface_sg(struct kvm_xinterface *intf,
 		npages += xi_range_pages(r);
 	}
 	s->write = dir != DMA_TO_DEVICE;
+	/*
+	 * A table outlives the check: dirty logging may be switched on
+	 * while the device writes, and a ring-only VM would have nowhere to
+	 * record those writes at kvm_xsg_free().
+	 */
+	if (s->write && xi_ring_only(kvm)) {
+		ret = -EOPNOTSUPP;
+		goto err_free;
+	}
 	s->npages = npages;
 	s->pages = kvmalloc_array(npages, sizeof(*s->pages),
 				  GFP_KERNEL_ACCOUNT | __GFP_NOWARN);
