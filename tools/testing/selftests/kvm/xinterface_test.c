@@ -1372,6 +1372,8 @@ static void test_cache_two_vms(void)
 #define SLOT_Z		17		/* never written by guest or VMM */
 #define GPA_Z		0x10a00000ull
 #define PAGES_Z		4
+#define SLOT_W		19		/* deleted under a mapping */
+#define GPA_W		0x10e00000ull
 
 static int xi_probe(int xf, struct xi_test_vmap_probe *p)
 {
@@ -1382,7 +1384,7 @@ static void test_vmap_defects(struct kvm_vm *vm, int xf)
 {
 	struct xi_test_vmap_probe p = {};
 	struct xi_test_vmap_nest n = {};
-	uint8_t *hva, buf[64], zero[64] = {}, *fresh;
+	uint8_t *hva, buf[64], zero[64] = {}, *fresh, *w;
 	int ret, i;
 
 	vm_userspace_mem_region_add(vm, VM_MEM_SRC_ANONYMOUS, GPA_Z, SLOT_Z,
@@ -1447,6 +1449,30 @@ static void test_vmap_defects(struct kvm_vm *vm, int xf)
 	tap(xi_vmap(xf, GPA_A, XI_TEST_VMAP_MAX + 1, 0) == -EINVAL,
 	    "test module: a map longer than %u bytes is refused", XI_TEST_VMAP_MAX);
 	TEST_ASSERT(!ioctl(xf, XI_TEST_VMAP_PUT), "vmap put");
+
+	/*
+	 * A refresh that fails must not leave the old alias behind: delete
+	 * the memslot (no notifier runs), fail an access (-ENXIO), then free
+	 * the backing pages.  Nothing may map them any more.
+	 */
+	w = mmap(NULL, 2 * PG, PROT_READ | PROT_WRITE,
+		 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	TEST_ASSERT(w != MAP_FAILED, "mmap");
+	memset(w, 0x3c, 2 * PG);
+	vm_set_user_memory_region(vm, SLOT_W, 0, GPA_W, 2 * PG, w);
+	ret = xi_vmap(xf, GPA_W + 8, 64, 0);
+	ret = ret ?: xi_vmap_rw(xf, XI_TEST_CTX_KTHREAD, 0, 0, buf, 64, NULL);
+	ret = ret ?: xi_probe(xf, &p);
+	TEST_ASSERT(!ret && p.mapped && buf[0] == 0x3c, "vmap of SLOT_W");
+	vm_set_user_memory_region(vm, SLOT_W, 0, GPA_W, 0, w);
+	ret = xi_vmap_rw(xf, XI_TEST_CTX_KTHREAD, 0, 0, buf, 64, NULL);
+	TEST_ASSERT(!madvise(w, 2 * PG, MADV_DONTNEED), "madvise");
+	TEST_ASSERT(!xi_probe(xf, &p), "probe");
+	tap(ret == -ENXIO && !p.mapped,
+	    "vmap: a refresh that failed (memslot deleted, ret %d) left no alias to the pages freed after it (mapped %u)",
+	    ret, p.mapped);
+	TEST_ASSERT(!ioctl(xf, XI_TEST_VMAP_PUT), "vmap put");
+	munmap(w, 2 * PG);
 }
 
 /*
@@ -1641,8 +1667,9 @@ static void test_private_churn(void)
 	struct zapper z = {};
 	struct kvm_vcpu *vcpu;
 	struct kvm_vm *vm;
-	unsigned int i, fails = 0, bad = 0, n = 400;
+	unsigned int i, fails = 0, bad = 0, n = 400, refreshes = 0;
 	int xf, r, first = 0;
+	uint32_t rf = 0;
 	uint8_t buf[PG];
 	pthread_t thr;
 
@@ -1661,6 +1688,25 @@ static void test_private_churn(void)
 
 	z.hva = addr_gpa2hva(vm, GPA_PRIV);
 	pthread_create(&thr, NULL, zap_thread, &z);
+
+	/*
+	 * A mapping of page 2 is made and read while page 1 is zapped over
+	 * and over: those invalidations are not its own, it must neither
+	 * spin in its refresh nor refresh on access.
+	 */
+	r = xi_vmap(xf, GPA_PRIV + 2 * PG + 16, 256, 0);
+	for (i = 0; i < 100 && !r; i++) {
+		r = xi_vmap_rw(xf, XI_TEST_CTX_KTHREAD, 0, 0, buf, 256, &rf);
+		refreshes += rf;
+		if (!r && mismatches(buf, GPA_PRIV + 2 * PG + 16, 256, 2200))
+			bad++;
+	}
+	tap(!r && !refreshes && !bad,
+	    "private-capable slot: a mapping of page 2 made and read 100 times beside invalidations of page 1: %u refreshes, %u wrong reads (ret %d)",
+	    refreshes, bad, r);
+	ioctl(xf, XI_TEST_VMAP_PUT);
+	bad = 0;
+
 	for (i = 0; i < n; i++) {
 		int ctx = i % 3;
 
