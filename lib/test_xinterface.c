@@ -857,18 +857,15 @@ static long xit_ioctl(struct file *file, unsigned int cmd, unsigned long arg)
 		xit_arm(nth);
 		intf = kvm_xinterface_bind(fd);
 		xf->fail_left = xit_disarm(nth);
-		mutex_unlock(&xf->lock);
-		if (IS_ERR(intf))
-			return PTR_ERR(intf);
-		mutex_lock(&xf->lock);
-		if (xf->intf) {
-			mutex_unlock(&xf->lock);
+		ret = PTR_ERR_OR_ZERO(intf);
+		if (!ret && xf->intf) {
 			kvm_xinterface_put(intf);
-			return -EBUSY;
+			ret = -EBUSY;
+		} else if (!ret) {
+			xf->intf = intf;
 		}
-		xf->intf = intf;
 		mutex_unlock(&xf->lock);
-		return 0;
+		return ret;
 	case XI_TEST_UNBIND:
 		mutex_lock(&xf->lock);
 		intf = xf->intf;

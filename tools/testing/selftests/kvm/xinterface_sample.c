@@ -269,6 +269,31 @@ static uint64_t verify(const uint64_t *p, uint64_t sector, uint64_t words)
 	return bad;
 }
 
+/*
+ * Post @n writes of the pattern of the sectors at the cursor and @n reads
+ * of the same sectors into the read buffers; @write picks which half.
+ */
+static void g_post_batch(unsigned int n, bool write)
+{
+	uint64_t spr = P.req_size / SECTOR, words = P.req_size / 8;
+	unsigned int k;
+
+	if (write)
+		gen++;
+	for (k = 0; k < n; k++) {
+		uint64_t wbuf = GPA_WBUF + k * P.req_size;
+
+		if (write) {
+			fill(GV(wbuf), cursor + k * spr, words);
+			post_req(k, VIRTIO_BLK_T_OUT, cursor + k * spr, wbuf);
+		} else {
+			post_req(k, VIRTIO_BLK_T_IN, cursor + k * spr,
+				 GPA_RBUF + k * P.req_size);
+		}
+	}
+	kick();
+}
+
 /* Write a batch of sectors, read them back elsewhere, check every byte. */
 static void g_traffic(uint64_t nreq)
 {
@@ -280,20 +305,10 @@ static void g_traffic(uint64_t nreq)
 		n = (target - R.requests + 1) / 2;
 		if (n > P.depth)
 			n = P.depth;
-		gen++;
-		for (k = 0; k < n; k++) {
-			uint64_t buf = GPA_WBUF + k * P.req_size;
-
-			fill(GV(buf), cursor + k * spr, words);
-			post_req(k, VIRTIO_BLK_T_OUT, cursor + k * spr, buf);
-		}
-		kick();
+		g_post_batch(n, true);
 		if (!complete(n, 1))
 			return;
-		for (k = 0; k < n; k++)
-			post_req(k, VIRTIO_BLK_T_IN, cursor + k * spr,
-				 GPA_RBUF + k * P.req_size);
-		kick();
+		g_post_batch(n, false);
 		if (!complete(n, P.req_size + 1))
 			return;
 		for (k = 0; k < n; k++)
@@ -503,20 +518,10 @@ static void g_fault_batch(uint64_t n)
 		R.fault_bad++;
 		return;
 	}
-	gen++;
-	for (k = 0; k < n; k++) {
-		uint64_t buf = GPA_WBUF + k * P.req_size;
-
-		fill(GV(buf), cursor + k * spr, words);
-		post_req(k, VIRTIO_BLK_T_OUT, cursor + k * spr, buf);
-	}
-	kick();
+	g_post_batch(n, true);
 	if (!collect_faulted(n, 1, wr))
 		return;
-	for (k = 0; k < n; k++)
-		post_req(k, VIRTIO_BLK_T_IN, cursor + k * spr,
-			 GPA_RBUF + k * P.req_size);
-	kick();
+	g_post_batch(n, false);
 	if (!collect_faulted(n, P.req_size + 1, rd))
 		return;
 	for (k = 0; k < n; k++)

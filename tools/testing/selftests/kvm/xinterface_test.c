@@ -792,18 +792,25 @@ static int xi_vmap_rw(int xf, int ctx, int write, uint64_t off, void *buf,
 	return ret;
 }
 
-static int xi_sg(int xf, int ctx, int dir, struct xi_test_range *r, int nr,
-		 void *buf, size_t len, uint32_t *nents)
+static int xi_sg_flags(int xf, int ctx, int dir, struct xi_test_range *r,
+		       int nr, void *buf, size_t len, uint32_t flags,
+		       uint32_t *nents)
 {
 	struct xi_test_sg s = {
 		.ranges = (uintptr_t)r, .nr = nr, .dir = dir,
-		.buf = (uintptr_t)buf, .len = len, .ctx = ctx,
+		.buf = (uintptr_t)buf, .len = len, .ctx = ctx, .flags = flags,
 	};
 	int ret = ioctl(xf, XI_TEST_SG, &s) ? -errno : 0;
 
 	if (nents)
 		*nents = s.nents;
 	return ret;
+}
+
+static int xi_sg(int xf, int ctx, int dir, struct xi_test_range *r, int nr,
+		 void *buf, size_t len, uint32_t *nents)
+{
+	return xi_sg_flags(xf, ctx, dir, r, nr, buf, len, 0, nents);
 }
 
 static size_t ranges_len(const struct xi_test_range *r, int nr)
@@ -1185,17 +1192,6 @@ static void test_stress(struct kvm_vm *vm, int xf)
 }
 
 /* ---- the review's defects (issue 10) ---- */
-
-static int xi_sg_flags(int xf, int ctx, int dir, struct xi_test_range *r,
-		       int nr, void *buf, size_t len, uint32_t flags)
-{
-	struct xi_test_sg s = {
-		.ranges = (uintptr_t)r, .nr = nr, .dir = dir,
-		.buf = (uintptr_t)buf, .len = len, .ctx = ctx, .flags = flags,
-	};
-
-	return ioctl(xf, XI_TEST_SG, &s) ? -errno : 0;
-}
 
 /* Take a copy of another process's file descriptor, as SCM_RIGHTS would. */
 static int grab_fd(pid_t pid, int fd)
@@ -1619,7 +1615,7 @@ static void test_uffd(struct kvm_vm *vm, int xf)
 		uf.mut_ret = -1;
 		WRITE_ONCE(uf.mutate, 1);
 		ret = xi_sg_flags(xf, XI_TEST_CTX_KTHREAD, DIR_TO_DEV, r, 2, buf,
-				  200, XI_TEST_F_MUTABLE);
+				  200, XI_TEST_F_MUTABLE, NULL);
 		tap(uf.mut_ret == 0 && !ret &&
 		    !mismatches(buf, r[0].gpa, 100, SEED_U) &&
 		    !mismatches(buf + 100, r[1].gpa, 100, 2100),
