@@ -128,11 +128,12 @@ static inline void kvm_xinterface_put(struct kvm_xinterface *intf)
  *    kthread paths, as for copy_to_user());
  *  * -ENOMEM: a page of the memslot's mapping could not be allocated
  *    (other-task path);
- *  * -EINTR: a fatal signal arrived, or the calling kthread is being
- *    stopped, while the copy waited (for the VM's mm lock or a userfaultfd
- *    page on the other-task path, or while a private/shared conversion
- *    raced the copy of a memslot that can hold private memory: such a
- *    copy otherwise retries until the conversion is over).
+ *  * -EINTR: a fatal signal arrived while the copy waited for the VM's mm
+ *    lock or a userfaultfd page on the other-task path; or a fatal signal
+ *    arrived, or the calling kthread is being stopped, while a
+ *    private/shared conversion raced the copy of a memslot that can hold
+ *    private memory (such a copy otherwise retries until the conversion
+ *    is over).
  */
 static inline int kvm_xinterface_copy_to(struct kvm_xinterface *intf,
 					 u64 gpa, const void *src, size_t len)

@@ -142,11 +142,11 @@ static void xi_mark_dirty(struct kvm_memory_slot *slot, u64 gpa, size_t len)
 }
 
 /*
- * Look up and pin nothing: get_user_pages_remote() with @locked, so a page
- * of a userfaultfd range waits for its handler as a fault in the VM's mm
- * would, instead of failing.  Returns what get_user_pages_remote() does;
- * reacquires mmap_lock for the caller when it was dropped, *locked tells
- * whether it is held on return.
+ * Look up (@pin: pin) @nr pages of kvm->mm at @hva, passing @locked so that
+ * a page of a userfaultfd range waits for its handler as a fault in the
+ * VM's mm would, instead of failing.  Takes mmap_lock when *@locked says
+ * it is not held; *@locked tells whether it is held on return.  Returns
+ * what get_user_pages_remote() / pin_user_pages_remote() return.
  */
 static long xi_gup_remote(struct mm_struct *mm, unsigned long hva,
 			  unsigned long nr, unsigned int gup,
@@ -824,26 +824,34 @@ void kvm_xinterface_invalidate(struct kvm *kvm, unsigned long start,
  *    notifier's mn_active_invalidate_count stands for it.
  *  - A conversion (or any gfn invalidation) of the mapping's gfns is in
  *    progress: its attributes may be changing under the lookup.
+ * The last two (xi_vmap_busy()) are also waited out before the lookup: an
+ * invalidation whose hook ran before the refresh took @inval_seq, and that
+ * ended before the final check, would otherwise go unseen.
  */
-static bool xi_vmap_raced(struct xi_vmap *m, unsigned long inval_seq,
-			  u64 generation)
+static bool xi_vmap_busy(struct xi_vmap *m)
 {
 	struct kvm *kvm = m->intf->kvm;
 	gfn_t first = m->gpa >> PAGE_SHIFT, last = first + m->npages;
 
-	if (m->inval_seq != inval_seq ||
-	    kvm_memslots(kvm)->generation != generation ||
-	    xi_racy(kvm->mn_active_invalidate_count))
+	if (xi_racy(kvm->mn_active_invalidate_count))
 		return true;
 	return xi_racy(kvm->mmu_invalidate_in_progress) &&
 	       first < xi_racy(kvm->mmu_invalidate_range_end) &&
 	       xi_racy(kvm->mmu_invalidate_range_start) < last;
 }
 
+static bool xi_vmap_raced(struct xi_vmap *m, unsigned long inval_seq,
+			  u64 generation)
+{
+	return m->inval_seq != inval_seq ||
+	       kvm_memslots(m->intf->kvm)->generation != generation ||
+	       xi_vmap_busy(m);
+}
+
 /*
  * Fill m->runs for the current memslots, refusing what a copy would
  * refuse.  Under kvm->srcu and the write side of m->lock (the MMU-notifier
- * hook reads the runs), with m->valid false.
+ * hook reads the runs), with m->valid false.  On error no run is left.
  */
 static int xi_vmap_lookup(struct xi_vmap *m, u64 *generation)
 {
@@ -855,10 +863,11 @@ static int xi_vmap_lookup(struct xi_vmap *m, u64 *generation)
 	unsigned int nr = 0;
 
 	*generation = slots->generation;
+	m->nr_runs = 0;
 	while (len) {
 		struct kvm_memory_slot *slot;
 		gfn_t gfn = gpa >> PAGE_SHIFT;
-		size_t run, i;
+		size_t run;
 		int ret;
 
 		slot = __gfn_to_memslot(slots, gfn);
@@ -866,10 +875,6 @@ static int xi_vmap_lookup(struct xi_vmap *m, u64 *generation)
 		if (ret)
 			return ret;
 		run = xi_slot_run(slot->base_gfn, slot->npages, gpa, len);
-		if (kvm_slot_can_be_private(slot))
-			for (i = 0; i < run >> PAGE_SHIFT; i++)
-				if (kvm_mem_is_private(kvm, gfn + i))
-					return -EPERM;
 		m->runs[nr].hva = __gfn_to_hva_memslot(slot, gfn);
 		m->runs[nr].hva_end = m->runs[nr].hva + run;
 		m->runs[nr].slot = slot;
@@ -881,6 +886,32 @@ static int xi_vmap_lookup(struct xi_vmap *m, u64 *generation)
 		len -= run;
 	}
 	m->nr_runs = nr;
+	return 0;
+}
+
+/*
+ * Refuse private gfns.  Under kvm->srcu only: the runs change only in a
+ * refresh (under refresh_lock), and a conversion that races this scan is
+ * caught by xi_vmap_raced(); the scan is kept out of m->lock, which the
+ * gfn hook takes with mmu_lock held.
+ */
+static int xi_vmap_check_private(struct xi_vmap *m)
+{
+	struct kvm *kvm = m->intf->kvm;
+	unsigned int i;
+	gfn_t gfn;
+
+	for (i = 0; i < m->nr_runs; i++) {
+		struct xi_vmap_run *r = &m->runs[i];
+		gfn_t first = r->gpa >> PAGE_SHIFT;
+
+		if (!kvm_slot_can_be_private(r->slot))
+			continue;
+		for (gfn = first; gfn < first + ((r->hva_end - r->hva) >>
+						  PAGE_SHIFT); gfn++)
+			if (kvm_mem_is_private(kvm, gfn))
+				return -EPERM;
+	}
 	return 0;
 }
 
@@ -958,11 +989,25 @@ static int xi_vmap_refresh_locked(struct xi_vmap *m, struct mm_struct *mm)
 			vunmap(old);
 		if (stale)
 			vunmap(stale);
+		/* Wait out invalidations in progress, see xi_vmap_raced(). */
+		if (xi_vmap_busy(m)) {
+			if (xi_give_up())
+				return -EINTR;
+			cond_resched();
+			continue;
+		}
+		/*
+		 * The lookup reads memory attributes after seeing no
+		 * conversion in progress: order it after those loads.
+		 */
+		smp_rmb();
 
 		idx = srcu_read_lock(&kvm->srcu);
 		write_lock(&m->lock);
 		ret = xi_vmap_lookup(m, &generation);
 		write_unlock(&m->lock);
+		if (!ret)
+			ret = xi_vmap_check_private(m);
 		srcu_read_unlock(&kvm->srcu, idx);
 		if (ret)
 			return ret;
@@ -1071,8 +1116,9 @@ static void xi_vmap_unlock(struct xi_vmap *m, int idx)
  *  * -EFAULT: the memslot's userspace mapping is gone (munmap);
  *  * -ENOMEM;
  *  * -EINTR: a fatal signal arrived while waiting (for another refresh of
- *    the mapping, a userfaultfd page, or racing invalidations to end), or
- *    the calling kthread is being stopped;
+ *    the mapping, a userfaultfd page, or racing invalidations to end); a
+ *    wait for racing invalidations also ends when the calling kthread is
+ *    being stopped, the other two do not;
  *  * -EDEADLK: called inside an access section (a bug of the caller).
  *
  * A mapping that failed to refresh stays unusable, but it may be refreshed
@@ -1259,7 +1305,7 @@ EXPORT_SYMBOL_NS_GPL(kvm_xvmap_put, KVM_XINTERFACE);
  * zero page until the guest writes it; a read-only mapping is mapped
  * read-only in the kernel (PAGE_KERNEL_RO), so a write through it faults.
  * An invalidated mapping's kernel alias is torn down soon after the
- * invalidation (from a work item), not kept until the next refresh.
+ * notifier returns (from a work item), not kept until the next refresh.
  * Works from any context that may sleep.
  *
  * Return: the mapping (drop it with kvm_xvmap_put()), or ERR_PTR() of
