@@ -148,3 +148,6 @@ clean:
 
 distclean:
 	rm -rf $(BUILD)
+
+# make check-stock, make dkms-src: DKMS package and Debian stock kernel run.
+include $(H)/stock.mk

@@ -17,6 +17,9 @@ OBJ=${XI_OBJ:-$BUILD/obj}
 CPIO=${XI_CPIO:-$BUILD/initramfs.cpio}
 CON=$BUILD/console${XI_LOG:-}.log
 RES=$BUILD/results${XI_LOG:-}.log
+# XI_KERNEL names another kernel image and XI_APPEND adds to the command
+# line (the stock Debian kernel of make check-stock); by default OBJ's.
+KERNEL=${XI_KERNEL:-$OBJ/arch/x86/boot/bzImage}
 
 # KVM acceleration only when the host can run it with nested virtualization;
 # the probe starts QEMU with -accel kvm and counts it usable if it is still
@@ -31,14 +34,14 @@ probe_kvm() {
 accel=tcg
 probe_kvm && accel=kvm
 
-append="console=ttyS0 panic=-1 xi.mode=$MODE"
+append="console=ttyS0 panic=-1 xi.mode=$MODE${XI_APPEND:+ $XI_APPEND}"
 [ -n "$EXTRA" ] && append="$append xi.args=$EXTRA"
 : > "$CON"
 : > "$RES"
 echo "  QEMU    $MODE: accel=$accel, 2 vCPUs, 4 GiB, timeout ${TMO}s"
 timeout -s KILL "$TMO" qemu-system-x86_64 \
 	-accel "$accel" -cpu max -smp 2 -m 4G \
-	-kernel "$OBJ/arch/x86/boot/bzImage" \
+	-kernel "$KERNEL" \
 	-initrd "$CPIO" \
 	-append "$append" \
 	-display none -monitor none -nodefaults -no-reboot \

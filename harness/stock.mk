@@ -1,0 +1,51 @@
+# make check-stock: kvm_xinterface on Debian's unmodified kernel.
+#
+#   make dkms-src     the DKMS package source (what `dkms add` takes), in
+#                     build/stock/dkms-src, generated from build/tree
+#   make check-stock  build it with DKMS for the stock release, boot the
+#                     stock kernel under QEMU with our modules and run the
+#                     tests there; ends with "N passed, N failed"
+#
+# STOCK_REL=<release> targets another Debian release than the one of
+# linux-source-6.12 (harness/stock/release.sh).  STOCK_TIMEOUT=<s> bounds
+# the guest run.  STOCK_PREREQ (default: tree) is what is prepared first;
+# the test programs are make check's (build/tests), built if missing.
+# Everything goes to build/stock; nothing is installed into the build
+# machine's /lib/modules.
+
+STOCK         := $(BUILD)/stock
+STOCK_REL     ?=
+STOCK_TIMEOUT ?= 2400
+STOCK_PREREQ  ?= tree
+STOCK_TESTS   := $(addprefix $(TESTS)/kvm/,xinterface_test xinterface_sample \
+	$(KVM_SELFTESTS))
+STOCK_RELEASE  = $$(cat $(STOCK)/release)
+
+.PHONY: deps-stock dkms-src check-stock stock-tests
+
+# dkms and the headers of the release (Debian's headers package depends
+# on its linux-image, which apt installs but nothing here uses: the boot
+# uses the .deb unpacked into build/stock/image).
+deps-stock: deps
+	@mkdir -p $(STOCK)
+	@r="$(STOCK_REL)"; [ -n "$$r" ] || r=$$($(H)/stock/release.sh) || exit 1; \
+		echo "$$r" > $(STOCK)/release
+	@$(H)/deps.sh dkms linux-headers-$(STOCK_RELEASE)
+
+dkms-src: deps-stock $(STOCK_PREREQ)
+	@$(REPO)/dkms/mksrc.sh $(REPO) $(TREE) \
+		/usr/src/linux-headers-$(STOCK_RELEASE) $(STOCK)/dkms-src
+
+stock-tests:
+	@for t in $(STOCK_TESTS); do \
+		[ -x $$t ] || { $(MAKE) selftests; break; }; done
+
+check-stock: deps-stock $(STOCK_PREREQ) stock-tests
+	@$(TIME) "DKMS build for $(STOCK_RELEASE)" $(H)/stock/dkms-build.sh \
+		$(REPO) $(BUILD) $(STOCK_RELEASE)
+	@$(H)/stock/mkinitramfs.sh $(REPO) $(BUILD) $(STOCK_RELEASE)
+	@XI_KERNEL=$(STOCK)/image/boot/vmlinuz-$(STOCK_RELEASE) \
+		XI_CPIO=$(STOCK)/initramfs.cpio XI_APPEND=rdinit=/stock-init \
+		$(TIME) "boot the stock kernel and test" $(H)/run-qemu.sh \
+		$(STOCK) check $(STOCK_TIMEOUT); \
+	$(H)/stock/report.sh $(BUILD) $$?
