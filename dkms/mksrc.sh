@@ -22,6 +22,9 @@
 #    lines, samples/kvm/xinterface's Makefile.
 # Every file the patch series touches is classified below; a file outside
 # what an out-of-tree build can carry stops the generation (a finding).
+#
+# The single-quoted $(...) are make's, for the generated files:
+# shellcheck disable=SC2016
 set -euo pipefail
 REPO=$(cd "$1" && pwd)
 TREE=$(cd "$2" && pwd)

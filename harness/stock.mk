@@ -8,7 +8,8 @@
 #
 # STOCK_REL=<release> targets another Debian release than the one of
 # linux-source-6.12 (harness/stock/release.sh).  STOCK_TIMEOUT=<s> bounds
-# the guest run.  STOCK_PREREQ (default: tree) is what is prepared first;
+# the guest run.  STOCK_LIST=<file> replaces harness/check.list as the
+# list the stock run starts from.  STOCK_PREREQ (default: tree) is what is prepared first;
 # the test programs are make check's (build/tests), built if missing.
 # Everything goes to build/stock; nothing is installed into the build
 # machine's /lib/modules.
@@ -17,6 +18,7 @@ STOCK         := $(BUILD)/stock
 STOCK_REL     ?=
 STOCK_TIMEOUT ?= 2400
 STOCK_PREREQ  ?= tree
+STOCK_LIST    ?= $(H)/check.list
 STOCK_TESTS   := $(addprefix $(TESTS)/kvm/,xinterface_test xinterface_sample \
 	$(KVM_SELFTESTS))
 STOCK_RELEASE  = $$(cat $(STOCK)/release)
@@ -43,7 +45,7 @@ stock-tests:
 check-stock: deps-stock $(STOCK_PREREQ) stock-tests
 	@$(TIME) "DKMS build for $(STOCK_RELEASE)" $(H)/stock/dkms-build.sh \
 		$(REPO) $(BUILD) $(STOCK_RELEASE)
-	@$(H)/stock/mkinitramfs.sh $(REPO) $(BUILD) $(STOCK_RELEASE)
+	@$(H)/stock/mkinitramfs.sh $(REPO) $(BUILD) $(STOCK_RELEASE) $(STOCK_LIST)
 	@XI_KERNEL=$(STOCK)/image/boot/vmlinuz-$(STOCK_RELEASE) \
 		XI_CPIO=$(STOCK)/initramfs.cpio XI_APPEND=rdinit=/stock-init \
 		$(TIME) "boot the stock kernel and test" $(H)/run-qemu.sh \

@@ -11,6 +11,7 @@
 #   skip REASON  a test that needs what the stock kernel lacks: a skip.
 # /stock/stock.env holds what the build knows: release, version,
 # srcversion, vermagic.
+# shellcheck source=/dev/null disable=SC2154
 . /stock/stock.env
 n=0
 fails=0

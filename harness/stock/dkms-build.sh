@@ -39,14 +39,16 @@ mkdir -p "$S"
 VER=$(cat "$S/dkms-src.version")
 
 # ---- the stock image, fresh (DKMS installs into it) ----
-deb=$(ls "$S"/deb/linux-image-"$REL"_*.deb 2>/dev/null | tail -n 1 || true)
-if [ -z "$deb" ]; then
+debs=("$S"/deb/linux-image-"$REL"_*.deb)
+if [ ! -f "${debs[0]}" ]; then
 	say "apt-get download linux-image-$REL"
 	mkdir -p "$S/deb"
-	(cd "$S/deb" && apt-get download -q "linux-image-$REL" 2>&1 |
-		grep -v '^W: Download is performed unsandboxed' || true)
-	deb=$(ls "$S"/deb/linux-image-"$REL"_*.deb)
+	# apt warns that it downloads as root, not as _apt: expected here.
+	(cd "$S/deb" && apt-get download -q "linux-image-$REL") 2>&1 |
+		grep -v '^W: Download is performed unsandboxed' || true
+	debs=("$S"/deb/linux-image-"$REL"_*.deb)
 fi
+deb=${debs[-1]}
 rm -rf "$IMG"
 dpkg-deb -x "$deb" "$IMG"
 [ -f "$IMG/boot/vmlinuz-$REL" ] || { echo "no vmlinuz in $deb" >&2; exit 1; }
@@ -118,6 +120,16 @@ tac "$S/ko/stock.deps" | while read -r p; do
 	[ "$n" = irqbypass.ko ] || echo "${n%.ko}" >> "$S/ko/preload.list"
 done
 say "our modules: $(cd "$S/ko/ours" && echo *.ko); stock ones: $(cd "$S/ko/stock" && echo *.ko)"
+# Each of ours carries the stock kvm.ko's vermagic.
+want=$(modinfo -F vermagic "$(find "$MODS/kernel/arch/x86/kvm" -name 'kvm.ko*')")
+for f in "$S"/ko/ours/*.ko; do
+	v=$(modinfo -F vermagic "$f")
+	if [ "$v" = "$want" ]; then
+		res "PASS host/vermagic: $(basename "$f"): '$v', as the stock kvm.ko"
+	else
+		res "FAIL host/vermagic: $(basename "$f"): '$v', the stock kvm.ko has '$want'"
+	fi
+done
 
 # A kvm.ko for another kernel: the same module with another CRC for
 # module_layout (the symbol whose CRC covers struct module), as a build
@@ -132,7 +144,7 @@ name=$(grep -obUaP 'module_layout\x00' "$bad" | cut -d: -f1 |
 [ -n "$name" ] || { echo "no module_layout in __versions of $bad" >&2; exit 1; }
 crc=$((name - 8))	# struct modversion_info: unsigned long crc; char name[]
 b=$(od -An -tu1 -j "$crc" -N1 "$bad" | tr -d ' ')
-printf "$(printf '\\%03o' $((b ^ 0xff)))" |
+printf '%b' "\\$(printf '%03o' $((b ^ 0xff)))" |
 	dd of="$bad" bs=1 seek="$crc" conv=notrunc status=none
 
 # ---- a consumer module builds as the README says: the installed header

@@ -1,4 +1,5 @@
 #!/bin/busybox sh
+# shellcheck shell=dash
 # /stock-init: the first program of make check-stock's initramfs, started
 # by the stock kernel with rdinit=/stock-init.  It loads the stock modules
 # that our KVM modules need and harness/init.sh does not load (ccp, for

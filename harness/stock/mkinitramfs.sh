@@ -1,7 +1,7 @@
 #!/bin/bash
 # The initramfs of make check-stock:
 #
-#   mkinitramfs.sh REPO BUILD RELEASE
+#   mkinitramfs.sh REPO BUILD RELEASE [LIST]
 #
 # harness/mkinitramfs.sh builds the base (busybox, harness/init.sh as
 # /init, the test programs of BUILD/tests, the lists) with the modules of
@@ -12,7 +12,7 @@
 #   /stock/              preload.list, stock.env, mismatch/kvm.ko
 #   /tests/stock-check.sh  harness/stock/check.sh
 #   /tests/check.list    the stock run's list: the identity and mismatch
-#                        checks, then harness/check.list less what
+#                        checks, then LIST (harness/check.list) less what
 #                        harness/stock/needs.list says the stock kernel
 #                        cannot run, which is reported as skipped.
 # Output: BUILD/stock/initramfs.cpio.
@@ -20,6 +20,7 @@ set -euo pipefail
 REPO=$1
 BUILD=$2
 REL=$3
+LIST=${4:-$REPO/harness/check.list}
 S=$BUILD/stock
 H=$REPO/harness
 X=$S/extra
@@ -51,7 +52,7 @@ skipped=" "
 		name=${l%% *}
 		case "$skipped" in *" $name "*) continue ;; esac
 		echo "$l"
-	done < "$H/check.list"
+	done < "$LIST"
 } > "$X/tests/check.list"
 grep -q '[*?]' <(grep -v '^#' "$X/tests/check.list") &&
 	{ echo "a glob character in the stock list" >&2; exit 1; }
