@@ -31,7 +31,9 @@ probe_kvm() {
 		-display none -monitor none -serial none -S >/dev/null 2>&1
 	[ $? = 124 ]
 }
-accel=tcg
+# XI_TCG is the -accel argument when TCG runs (make check-stock:
+# tcg,thread=single); the default is tcg, multi-threaded.
+accel=${XI_TCG:-tcg}
 probe_kvm && accel=kvm
 
 append="console=ttyS0 panic=-1 xi.mode=$MODE${XI_APPEND:+ $XI_APPEND}"
