@@ -1,7 +1,8 @@
 # kvm_xinterface: build, boot and test harness.
 #
 #   make            build the kernel, modules and test programs
-#   make run        the main job, in a booted test kernel
+#   make run        the main job: a Linux guest on the sample back-end
+#   make run-sample the sample back-end and this project's own guest driver
 #   make check      every test; ends with "N passed, N failed"
 #   make bench      the benchmark: table in build/bench.txt, JSON in
 #                   build/bench.json
@@ -21,12 +22,16 @@ TREE    := $(BUILD)/tree
 OBJ     := $(BUILD)/obj
 # The second test kernel of make check: KCSAN instead of KASAN.
 OBJ_KCSAN := $(BUILD)/obj-kcsan
+# The nested guest of make run: Linux booted by xinterface_linux.
+OBJ_GUEST := $(BUILD)/obj-guest
 TESTS   := $(BUILD)/tests
 KSRC    ?=
 JOBS    ?= $(shell echo $$(( $$(nproc) + 1 )))
 export CCACHE_BASEDIR := $(BUILD)
 KMAKE   := $(MAKE) -s -C $(TREE) O=$(OBJ) CC="ccache gcc" HOSTCC="ccache gcc"
 KMAKE_KCSAN := $(MAKE) -s -C $(TREE) O=$(OBJ_KCSAN) CC="ccache gcc" \
+	HOSTCC="ccache gcc"
+KMAKE_GUEST := $(MAKE) -s -C $(TREE) O=$(OBJ_GUEST) CC="ccache gcc" \
 	HOSTCC="ccache gcc"
 H       := $(REPO)/harness
 # Hard limits for one guest run, in seconds (a hung guest is killed and
@@ -40,16 +45,17 @@ TIME     = $(H)/timed.sh
 # Packages the harness needs (Debian 12).
 PKGS := linux-source-6.12 qemu-system-x86 busybox-static ccache flex bison \
 	bc libelf-dev libssl-dev cpio dwarves kmod rsync gcc make libc6-dev \
-	patch xz-utils
+	patch xz-utils lz4 e2fsprogs e2fsck-static
 
 # KVM selftests from the same tree, run unmodified (harness/check.list
 # gives their arguments), plus the project's own.
 KVM_SELFTESTS := set_memory_region_test memslot_modification_stress_test \
 	dirty_log_test kvm_create_max_vcpus x86_64/sync_regs_test
-SELFTESTS := $(KVM_SELFTESTS) xinterface_test xinterface_sample xinterface_bench
+SELFTESTS := $(KVM_SELFTESTS) xinterface_test xinterface_sample xinterface_bench \
+	xinterface_linux
 
 .PHONY: all deps tree config kernel selftests initramfs run check bench clean \
-	distclean kcsan lint
+	distclean kcsan lint guest run-sample
 
 all: kernel selftests initramfs
 
@@ -84,10 +90,22 @@ $(OBJ_KCSAN)/.config: $(BUILD)/kcsan.config | tree
 
 # Build the KCSAN kernel and its initramfs (the test programs are the
 # debug build's).
-kcsan: tree $(OBJ_KCSAN)/.config selftests
+kcsan: tree $(OBJ_KCSAN)/.config selftests guest
 	@$(TIME) "build KCSAN kernel" $(KMAKE_KCSAN) -j$(JOBS) bzImage modules
 	@$(H)/mkinitramfs.sh $(REPO) $(BUILD) $(OBJ_KCSAN) \
 		$(BUILD)/initramfs-kcsan.cpio
+
+# The guest kernel: allnoconfig plus harness/guest/kernel.config, its own
+# O= directory; its initramfs (harness/guest/mkinitramfs.sh) needs the
+# tree's uapi headers, installed by the selftests step.
+$(OBJ_GUEST)/.config: $(H)/guest/kernel.config | tree
+	@mkdir -p $(OBJ_GUEST)
+	@$(KMAKE_GUEST) KCONFIG_ALLCONFIG=$(H)/guest/kernel.config allnoconfig
+	@$(H)/check-config.sh $(H)/guest/kernel.config $(OBJ_GUEST)/.config
+
+guest: tree $(OBJ_GUEST)/.config selftests
+	@$(TIME) "build guest kernel" $(KMAKE_GUEST) -j$(JOBS) bzImage
+	@$(H)/guest/mkinitramfs.sh $(REPO) $(BUILD) $(OBJ_GUEST) $(OBJ)/usr/include
 
 kernel: config
 	@$(TIME) "build kernel" $(KMAKE) -j$(JOBS) bzImage modules
@@ -101,27 +119,38 @@ selftests: kernel
 		LDFLAGS="-static -pthread -no-pie" \
 		$(addprefix $(TESTS)/kvm/,$(SELFTESTS))
 
-initramfs: kernel selftests
+initramfs: kernel selftests guest
 	@$(H)/mkinitramfs.sh $(REPO) $(BUILD)
 
-# make run ARGS="-n 8192 -s 16384": options of the sample's VMM
-# (tools/testing/selftests/kvm/xinterface_sample.c: -n requests, -s request
-# bytes, -q queue size, -p kthread polls instead of kicks, -g sg data path).
+# make run ARGS="-g -v": options of the real guest's VMM
+# (tools/testing/selftests/kvm/xinterface_linux.c: -g sg data path, -v the
+# whole guest console, -j jobs).  make run-sample ARGS="-n 8192 -s 16384":
+# the guest driver this project wrote (xinterface_sample.c: -n requests,
+# -s request bytes, -q queue size, -p kthread polls, -g sg data path).
 ARGS    ?=
 comma   := ,
 empty   :=
 space   := $(empty) $(empty)
 XI_ARGS := $(subst $(space),$(comma),$(strip $(ARGS)))
 
-run: deps all
-	@echo "  RUN     boot the test kernel, load kvm, kvm_amd and the sample back-end"
-	@echo "          (xi_vblk.ko); a VMM runs a guest whose driver writes and reads"
-	@echo "          back a RAM disk that a kthread serves through kvm_xinterface"
-	@$(TIME) "boot and run" $(H)/run-qemu.sh $(BUILD) run $(RUN_TIMEOUT) "$(XI_ARGS)"; \
+# run-one MODE: boot the test kernel in MODE, show what the list printed.
+define run-one
+	@$(TIME) "boot and run" $(H)/run-qemu.sh $(BUILD) $(1) $(RUN_TIMEOUT) "$(XI_ARGS)"; \
 	rc=$$?; \
 	sed -n '/^XI-BEGIN run\//,/^XI-END /{/^XI-/d;/^Random seed/d;/^TAP version/d;/^1\.\./d;/^\(not \)\{0,1\}ok [0-9]/d;p}' \
 		$(BUILD)/results.log; \
 	$(H)/parse-results.sh $(BUILD)/results.log $(BUILD)/console.log $$rc
+endef
+
+run: deps all
+	@echo "  RUN     boot the test kernel, load kvm, kvm_amd and the sample back-end"
+	@echo "          (xi_vblk.ko); a VMM boots a Linux guest whose virtio-blk disk"
+	@echo "          is a RAM disk that the xi_vblk kthread serves through kvm_xinterface"
+	$(call run-one,run)
+
+run-sample: deps all
+	@echo "  RUN     the sample back-end serving this project's own guest driver"
+	$(call run-one,run-sample)
 
 # Two guest runs: every test on the debug kernel (KASAN, lockdep), then
 # the project's tests on the KCSAN kernel; one verdict for both.
@@ -142,7 +171,8 @@ bench: deps all
 	$(H)/bench-report.sh $(BUILD) $$(cat $(BUILD)/bench.rc)
 
 clean:
-	rm -rf $(OBJ) $(OBJ_KCSAN) $(TESTS) $(BUILD)/initramfs* \
+	rm -rf $(OBJ) $(OBJ_KCSAN) $(OBJ_GUEST) $(BUILD)/guest $(TESTS) \
+		$(BUILD)/initramfs* \
 		$(BUILD)/*.log $(BUILD)/*.summary $(BUILD)/bench.* \
 		$(BUILD)/*.config $(BUILD)/*.rc
 

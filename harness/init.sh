@@ -3,7 +3,7 @@
 # log); test output goes to ttyS1 (the results log) between markers that
 # parse-results.sh reads:
 #   XI-BEGIN name / ...TAP or text... / XI-END name rc / XI-DONE
-# The mode comes from the kernel command line: xi.mode=check|kcsan|run|bench.
+# The mode comes from the kernel command line: xi.mode=check|kcsan|run|run-sample|bench.
 /bin/busybox --install -s /bin
 export PATH=/bin:/sbin
 mount -t proc proc /proc
@@ -61,6 +61,7 @@ case "$mode" in
 check)	list=/tests/check.list ;;
 kcsan)	list=/tests/kcsan.list ;;
 run)	list=/tests/run.list ;;
+run-sample)	list=/tests/run-sample.list ;;
 bench)	list=/tests/bench.list ;;
 *)	list=/dev/null ;;
 esac

@@ -869,11 +869,33 @@ static void xvb_get_stats(struct xvb_dev *v, struct xi_vblk_stats *s)
 	s->ring_errors = READ_ONCE(v->st.ring_errors);
 }
 
+/*
+ * Copy part of the disk to userspace.  v->lock keeps the disk from being
+ * reallocated by a start with another size; the kthread may be writing
+ * the same sectors (see struct xi_vblk_disk_io).
+ */
+static int xvb_read_disk(struct xvb_dev *v, const struct xi_vblk_disk_io *io)
+{
+	u64 size = v->sectors << XVB_SECTOR_SHIFT;
+
+	if (!v->disk)
+		return -ENODEV;
+	if ((io->offset | io->len) & ((1 << XVB_SECTOR_SHIFT) - 1) ||
+	    io->len > XI_VBLK_MAX_REQUEST || io->offset > size ||
+	    io->len > size - io->offset)
+		return -EINVAL;
+	if (copy_to_user(u64_to_user_ptr(io->buf), v->disk + io->offset,
+			 io->len))
+		return -EFAULT;
+	return 0;
+}
+
 static long xvb_ioctl(struct file *file, unsigned int cmd, unsigned long arg)
 {
 	struct xvb_dev *v = file->private_data;
 	void __user *argp = (void __user *)arg;
 	struct xi_vblk_config c;
+	struct xi_vblk_disk_io io;
 	struct xi_vblk_stats s;
 	int ret;
 
@@ -895,6 +917,13 @@ static long xvb_ioctl(struct file *file, unsigned int cmd, unsigned long arg)
 	case XI_VBLK_GET_STATS:
 		xvb_get_stats(v, &s);
 		return copy_to_user(argp, &s, sizeof(s)) ? -EFAULT : 0;
+	case XI_VBLK_READ_DISK:
+		if (copy_from_user(&io, argp, sizeof(io)))
+			return -EFAULT;
+		mutex_lock(&v->lock);
+		ret = xvb_read_disk(v, &io);
+		mutex_unlock(&v->lock);
+		return ret;
 	}
 	return -ENOTTY;
 }

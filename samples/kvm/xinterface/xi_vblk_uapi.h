@@ -95,10 +95,30 @@ struct xi_vblk_stats {
 	__u64 ring_errors;
 };
 
+/**
+ * struct xi_vblk_disk_io - a range of the disk, for XI_VBLK_READ_DISK
+ * @offset: byte offset into the disk, a multiple of 512.
+ * @len: bytes, a multiple of 512, at most XI_VBLK_MAX_REQUEST; the range
+ *	must lie within the disk (-EINVAL otherwise, -ENODEV when the device
+ *	has no disk yet).
+ * @buf: user address the bytes are copied to.
+ *
+ * The disk is read as it is at the time of the call: a VMM that wants a
+ * consistent image (to check the guest's file system, say) reads it after
+ * the guest stopped using the device.
+ */
+struct xi_vblk_disk_io {
+	__u64 offset;
+	__u64 len;
+	__u64 buf;
+};
+
 /* Bind to the VM and start serving; -EBUSY if already running. */
 #define XI_VBLK_START		_IOW('X', 0, struct xi_vblk_config)
 /* Stop the kthread and drop the VM; the disk is kept. */
 #define XI_VBLK_STOP		_IO('X', 1)
 #define XI_VBLK_GET_STATS	_IOR('X', 2, struct xi_vblk_stats)
+/* Copy part of the disk to the caller; running or not. */
+#define XI_VBLK_READ_DISK	_IOW('X', 3, struct xi_vblk_disk_io)
 
 #endif /* _SAMPLES_KVM_XI_VBLK_UAPI_H */
