@@ -7,7 +7,11 @@
 #                ones; the taint flags say so.
 #   mismatch     the stock kernel refuses a kvm.ko built for another
 #                kernel (/stock/mismatch/kvm.ko: module_layout CRC of
-#                another struct module) with its own error.
+#                another struct module) with its own error; and what it
+#                does with one whose vermagic only names another release
+#                (kvm-release.ko): with modversions the release is not
+#                compared, so it gets as far as "File exists" (our kvm
+#                is loaded), which is why DKMS rebuilds per release.
 #   skip REASON  a test that needs what the stock kernel lacks: a skip.
 # /stock/stock.env holds what the build knows: release, version,
 # srcversion, vermagic.
@@ -49,7 +53,7 @@ identity)
 	t $? "kvm's taint flags are '$tf' (O: out-of-tree; the kernel taints for it and loads it)"
 	;;
 mismatch)
-	echo "1..2"
+	echo "1..3"
 	dmesg -c > /dev/null
 	out=$(insmod /stock/mismatch/kvm.ko 2>&1)
 	rc=$?
@@ -60,6 +64,12 @@ mismatch)
 	t $? "a kvm.ko built for another kernel is refused: insmod exit $rc, '$out'"
 	[ -n "$msg" ]
 	t $? "the kernel says why: '${msg#*] }'"
+	out=$(insmod /stock/mismatch/kvm-release.ko 2>&1)
+	rc=$?
+	echo "# insmod: $out"
+	[ $rc != 0 ] && echo "$out" | grep -qi 'file exists' &&
+		! dmesg | grep -q 'version magic'
+	t $? "vermagic of another release, same CRCs: not refused for it (modversions), stops at 'File exists': '$out'"
 	;;
 skip)
 	shift

@@ -9,7 +9,7 @@
 # appended to it (the kernel unpacks both, later files replace earlier
 # ones) adds:
 #   /stock-init          harness/stock/init.sh (rdinit=/stock-init)
-#   /stock/              preload.list, stock.env, mismatch/kvm.ko
+#   /stock/              preload.list, stock.env, mismatch/*.ko
 #   /tests/stock-check.sh  harness/stock/check.sh
 #   /tests/check.list    the stock run's list: the identity and mismatch
 #                        checks, then LIST (harness/check.list) less what
@@ -33,7 +33,7 @@ mkdir -p "$X/stock/mismatch" "$X/tests"
 cp "$H/stock/init.sh" "$X/stock-init"
 cp "$H/stock/check.sh" "$X/tests/stock-check.sh"
 cp "$S/ko/preload.list" "$S/stock.env" "$X/stock/"
-cp "$S/mismatch/kvm.ko" "$X/stock/mismatch/"
+cp "$S"/mismatch/*.ko "$X/stock/mismatch/"
 
 # The list.  A needs.list entry whose option the stock config lacks
 # becomes a skip, and its check.list line (if any) is left out.
