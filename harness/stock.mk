@@ -20,6 +20,13 @@ STOCK_REL     ?=
 STOCK_TIMEOUT ?= 2400
 STOCK_PREREQ  ?= tree
 STOCK_LIST    ?= $(H)/check.list
+# The entries of the list the stock run takes (shell patterns of names):
+# the upstream regression set and the project's kselftests.  Left out for
+# now: xinterface/xinterface_linux (a nested Linux guest on xi_vblk, new
+# and still failing on the debug kernel; under the stock kernel it
+# stalled after the guest found its disk).
+STOCK_SELECT  ?= upstream/* xinterface/xinterface_test \
+	xinterface/xinterface_sample xinterface/xinterface_fail_nth kmemleak/*
 # One TCG thread for both vCPUs.  The stock kernel patches its code at run
 # time (jump labels: KVM flips static keys, e.g. the preempt notifiers',
 # when a VM is created or destroyed), and under multi-threaded TCG (QEMU
@@ -55,7 +62,8 @@ stock-tests:
 check-stock: deps-stock $(STOCK_PREREQ) stock-tests
 	@$(TIME) "DKMS build for $(STOCK_RELEASE)" $(H)/stock/dkms-build.sh \
 		$(REPO) $(BUILD) $(STOCK_RELEASE)
-	@$(H)/stock/mkinitramfs.sh $(REPO) $(BUILD) $(STOCK_RELEASE) $(STOCK_LIST)
+	@XI_STOCK_SELECT='$(STOCK_SELECT)' $(H)/stock/mkinitramfs.sh $(REPO) \
+		$(BUILD) $(STOCK_RELEASE) $(STOCK_LIST)
 	@XI_KERNEL=$(STOCK)/image/boot/vmlinuz-$(STOCK_RELEASE) \
 		XI_CPIO=$(STOCK)/initramfs.cpio XI_APPEND=rdinit=/stock-init \
 		XI_TCG=$(STOCK_TCG) \

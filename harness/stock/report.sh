@@ -30,6 +30,8 @@ else
 	echo "FAIL report: no summary line from parse-results.sh"
 	f=$((f + 1))
 fi
+[ ! -s "$S/unselected" ] ||
+	echo "not in the stock run (STOCK_SELECT): $(tr '\n' ' ' < "$S/unselected")"
 if [ $s -gt 0 ]; then
 	echo "skipped on the stock kernel:"
 	printf '%s\n' "$out" | sed -n 's/^SKIP /  /p'
