@@ -17,7 +17,9 @@
  * data between the disk and the guest's buffers with
  * kvm_xinterface_copyv() and a translation cache (or, with XI_VBLK_F_SG,
  * through a pinned scatterlist), publishes completions in the used ring
- * and signals the call eventfd.
+ * and signals the call eventfd.  Requests: VIRTIO_BLK_T_IN, _OUT, _FLUSH
+ * (nothing to do: a write is on the RAM disk when it completes) and
+ * _GET_ID (the serial "xi_vblk"); others complete VIRTIO_BLK_S_UNSUPP.
  *
  * Everything in the ring comes from the guest and is checked: descriptor
  * indexes, chain loops, lengths, addresses.  A malformed request fails
@@ -457,6 +459,7 @@ static int xvb_serve_req(struct xvb_dev *v, int ndesc)
 	struct virtio_blk_outhdr hdr;
 	struct kvm_xrange status_range;
 	struct xvb_req req;
+	char id[VIRTIO_BLK_ID_BYTES];
 	u8 status = VIRTIO_BLK_S_IOERR, *p;
 	u64 len, sector;
 	u32 used_len = 1;
@@ -499,6 +502,15 @@ static int xvb_serve_req(struct xvb_dev *v, int ndesc)
 			xvb_add(&v->st.bytes_written, len);
 		break;
 	case VIRTIO_BLK_T_FLUSH:
+		break;
+	case VIRTIO_BLK_T_GET_ID:
+		/* The serial number, NUL-padded to what the guest gave. */
+		len = min_t(u64, req.wr_len - 1, VIRTIO_BLK_ID_BYTES);
+		memset(id, 0, sizeof(id));
+		strscpy(id, "xi_vblk", sizeof(id));
+		ret = xvb_copy(v, v->wr, req.nr_wr, 0, id, len, true, false);
+		if (!ret)
+			used_len += len;
 		break;
 	default:
 		status = VIRTIO_BLK_S_UNSUPP;
