@@ -18,7 +18,6 @@
  */
 #include <fcntl.h>
 #include <stdarg.h>
-#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,6 +25,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <linux/types.h>
 #include <linux/virtio_blk.h>
 #include <linux/virtio_config.h>
 #include <linux/virtio_mmio.h>
@@ -35,8 +35,9 @@
 #define HOLE_GPA	0x20000000ull	/* above the guest's 128 MiB */
 #define SECTOR		2048ull		/* 1 MiB into the disk */
 
-static volatile uint8_t *regs, *mem;
-static uint64_t mem_gpa, regs_gpa;
+/* Every access to these goes through __atomic builtins: MMIO, DMA. */
+static __u8 *regs, *mem;
+static __u64 mem_gpa, regs_gpa;
 static int failures;
 
 /* The queue in the reserved memory. */
@@ -63,19 +64,19 @@ static void verdict(int ok, const char *fmt, ...)
 		failures++;
 }
 
-static uint32_t rd(unsigned int off)
+static __u32 rd(unsigned int off)
 {
-	return *(volatile uint32_t *)(regs + off);
+	return __atomic_load_n((__u32 *)(regs + off), __ATOMIC_SEQ_CST);
 }
 
-static void wr(unsigned int off, uint32_t v)
+static void wr(unsigned int off, __u32 v)
 {
-	*(volatile uint32_t *)(regs + off) = v;
+	__atomic_store_n((__u32 *)(regs + off), v, __ATOMIC_SEQ_CST);
 }
 
-static void wr64(unsigned int lo, uint64_t v)
+static void wr64(unsigned int lo, __u64 v)
 {
-	wr(lo, (uint32_t)v);
+	wr(lo, (__u32)v);
 	wr(lo + 4, v >> 32);
 }
 
@@ -87,7 +88,7 @@ static void sleep_ms(long ms)
 }
 
 /* Reset, then negotiate @features; returns the status read back. */
-static uint32_t negotiate(uint64_t features)
+static __u32 negotiate(__u64 features)
 {
 	wr(VIRTIO_MMIO_STATUS, 0);
 	wr(VIRTIO_MMIO_STATUS, VIRTIO_CONFIG_S_ACKNOWLEDGE);
@@ -95,13 +96,13 @@ static uint32_t negotiate(uint64_t features)
 	wr(VIRTIO_MMIO_DRIVER_FEATURES_SEL, 1);
 	wr(VIRTIO_MMIO_DRIVER_FEATURES, features >> 32);
 	wr(VIRTIO_MMIO_DRIVER_FEATURES_SEL, 0);
-	wr(VIRTIO_MMIO_DRIVER_FEATURES, (uint32_t)features);
+	wr(VIRTIO_MMIO_DRIVER_FEATURES, (__u32)features);
 	wr(VIRTIO_MMIO_STATUS, VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_DRIVER |
 	   VIRTIO_CONFIG_S_FEATURES_OK);
 	return rd(VIRTIO_MMIO_STATUS);
 }
 
-static void queue(uint32_t num, uint64_t desc, uint64_t avail, uint64_t used,
+static void queue(__u32 num, __u64 desc, __u64 avail, __u64 used,
 		  int ready)
 {
 	wr(VIRTIO_MMIO_QUEUE_SEL, 0);
@@ -120,10 +121,10 @@ static void driver_ok(void)
 }
 
 /* A set-up the device must refuse with DEVICE_NEEDS_RESET. */
-static void refused(const char *what, uint32_t num, uint64_t desc,
-		    uint64_t avail, uint64_t used, int ready)
+static void refused(const char *what, __u32 num, __u64 desc,
+		    __u64 avail, __u64 used, int ready)
 {
-	uint32_t st, isr;
+	__u32 st, isr;
 
 	negotiate(1ull << VIRTIO_F_VERSION_1);
 	queue(num, desc, avail, used, ready);
@@ -145,28 +146,29 @@ static struct vring_desc *desc(void)
 	return (struct vring_desc *)(mem + DESC_OFF);
 }
 
-static volatile struct vring_avail *avail(void)
+static struct vring_avail *avail(void)
 {
-	return (volatile struct vring_avail *)(mem + AVAIL_OFF);
+	return (struct vring_avail *)(mem + AVAIL_OFF);
 }
 
-static volatile struct vring_used *used(void)
+static __u16 used_idx(void)
 {
-	return (volatile struct vring_used *)(mem + USED_OFF);
+	return __atomic_load_n(&((struct vring_used *)(mem + USED_OFF))->idx,
+			       __ATOMIC_ACQUIRE);
 }
 
 /* A clean, correct queue of NUM entries in the reserved memory. */
 static void good_queue(int ready)
 {
-	memset((void *)mem, 0, 0x3000);
+	memset(mem, 0, 0x3000);
 	queue(NUM, mem_gpa + DESC_OFF, mem_gpa + AVAIL_OFF, mem_gpa + USED_OFF,
 	      ready);
 }
 
-static uint16_t avail_idx;
+static __u16 avail_idx;
 
 /* Post one request: header, data at @data_gpa (@len bytes), status. */
-static void post(uint32_t type, uint64_t data_gpa, uint32_t len)
+static void post(__u32 type, __u64 data_gpa, __u32 len)
 {
 	struct virtio_blk_outhdr *h = (void *)(mem + HDR_OFF);
 	struct vring_desc *d = desc();
@@ -174,15 +176,13 @@ static void post(uint32_t type, uint64_t data_gpa, uint32_t len)
 	h->type = type;
 	h->ioprio = 0;
 	h->sector = SECTOR;
-	mem[STATUS_OFF] = 0xff;
+	__atomic_store_n(&mem[STATUS_OFF], 0xff, __ATOMIC_RELAXED);
 	d[0] = (struct vring_desc){ mem_gpa + HDR_OFF, sizeof(*h), VRING_DESC_F_NEXT, 1 };
 	d[1] = (struct vring_desc){ data_gpa, len,
 		VRING_DESC_F_NEXT | (type == VIRTIO_BLK_T_IN ? VRING_DESC_F_WRITE : 0), 2 };
 	d[2] = (struct vring_desc){ mem_gpa + STATUS_OFF, 1, VRING_DESC_F_WRITE, 0 };
 	avail()->ring[avail_idx % NUM] = 0;
-	__sync_synchronize();
-	avail()->idx = ++avail_idx;
-	__sync_synchronize();
+	__atomic_store_n(&avail()->idx, ++avail_idx, __ATOMIC_SEQ_CST);
 }
 
 static void kick(void)
@@ -191,26 +191,24 @@ static void kick(void)
 }
 
 /* Wait for the used index to reach @idx; returns 1 if it did. */
-static int wait_used(uint16_t idx, long ms)
+static int wait_used(__u16 idx, long ms)
 {
 	while (ms-- > 0) {
-		__sync_synchronize();
-		if (used()->idx == idx)
+		if (used_idx() == idx)
 			return 1;
 		sleep_ms(1);
 	}
 	return 0;
 }
 
-static uint8_t status_byte(void)
+static __u8 status_byte(void)
 {
-	__sync_synchronize();
-	return mem[STATUS_OFF];
+	return __atomic_load_n(&mem[STATUS_OFF], __ATOMIC_ACQUIRE);
 }
 
 int main(int argc, char *argv[])
 {
-	uint32_t st;
+	__u32 st;
 	int fd, i;
 
 	if (argc != 3)
@@ -240,7 +238,8 @@ int main(int argc, char *argv[])
 		"features without VERSION_1: FEATURES_OK not accepted (status 0x%x)", st);
 	st = negotiate(1ull << VIRTIO_F_VERSION_1 | 1ull << VIRTIO_RING_F_INDIRECT_DESC);
 	verdict(!(st & VIRTIO_CONFIG_S_FEATURES_OK),
-		"a feature not offered (INDIRECT_DESC): FEATURES_OK not accepted (status 0x%x)", st);
+		"a feature not offered (INDIRECT_DESC): FEATURES_OK refused (status 0x%x)",
+		st);
 	wr(VIRTIO_MMIO_STATUS, 0);
 
 	/* Set-ups the device must refuse. */
@@ -262,12 +261,12 @@ int main(int argc, char *argv[])
 	negotiate(1ull << VIRTIO_F_VERSION_1);
 	good_queue(1);
 	for (i = 0; i < DATA_LEN; i++)
-		mem[DATA_OFF + i] = (uint8_t)(i * 7 + 3);
+		mem[DATA_OFF + i] = (__u8)(i * 7 + 3);
 	post(VIRTIO_BLK_T_OUT, mem_gpa + DATA_OFF, DATA_LEN);
 	kick();
 	verdict(!wait_used(1, 300) && status_byte() == 0xff,
 		"a notification before DRIVER_OK: nothing served (used idx %u)",
-		used()->idx);
+		used_idx());
 	driver_ok();
 	kick();
 	verdict(wait_used(1, 5000) && status_byte() == VIRTIO_BLK_S_OK,
@@ -290,11 +289,11 @@ int main(int argc, char *argv[])
 		"bad requests fail alone: no DEVICE_NEEDS_RESET (status 0x%x)", st);
 
 	/* And the queue still works: read back what the first write wrote. */
-	memset((void *)(mem + BACK_OFF), 0, DATA_LEN);
+	memset(mem + BACK_OFF, 0, DATA_LEN);
 	post(VIRTIO_BLK_T_IN, mem_gpa + BACK_OFF, DATA_LEN);
 	kick();
 	verdict(wait_used(4, 5000) && status_byte() == VIRTIO_BLK_S_OK &&
-		!memcmp((void *)(mem + BACK_OFF), (void *)(mem + DATA_OFF), DATA_LEN),
+		!memcmp(mem + BACK_OFF, mem + DATA_OFF, DATA_LEN),
 		"a good read after the bad requests returns the data written (status %u)",
 		status_byte());
 	wr(VIRTIO_MMIO_STATUS, 0);
