@@ -59,14 +59,25 @@ stock-tests:
 		$(STOCK_LIST)); do \
 		[ -x $(TESTS)/$$t ] || { $(MAKE) initramfs; break; }; done
 
+# report.sh runs whatever failed before it (a failed step is one failed
+# test in its summary); the previous run's results go first.
 check-stock: deps-stock $(STOCK_PREREQ) stock-tests
-	@$(TIME) "DKMS build for $(STOCK_RELEASE)" $(H)/stock/dkms-build.sh \
-		$(REPO) $(BUILD) $(STOCK_RELEASE)
-	@XI_STOCK_SELECT='$(STOCK_SELECT)' $(H)/stock/mkinitramfs.sh $(REPO) \
-		$(BUILD) $(STOCK_RELEASE) $(STOCK_LIST)
-	@XI_KERNEL=$(STOCK)/image/boot/vmlinuz-$(STOCK_RELEASE) \
+	@rm -f $(STOCK)/host.results $(STOCK)/results.log $(STOCK)/console.log \
+		$(STOCK)/unselected; \
+	if ! $(TIME) "DKMS build for $(STOCK_RELEASE)" \
+		$(H)/stock/dkms-build.sh $(REPO) $(BUILD) $(STOCK_RELEASE); then \
+		echo "FAIL host: harness/stock/dkms-build.sh failed (see above)" \
+			>> $(STOCK)/host.results; rc=1; \
+	elif ! XI_STOCK_SELECT='$(STOCK_SELECT)' $(H)/stock/mkinitramfs.sh \
+		$(REPO) $(BUILD) $(STOCK_RELEASE) $(STOCK_LIST); then \
+		echo "FAIL host: harness/stock/mkinitramfs.sh failed (see above)" \
+			>> $(STOCK)/host.results; rc=1; \
+	else \
+		XI_KERNEL=$(STOCK)/image/boot/vmlinuz-$(STOCK_RELEASE) \
 		XI_CPIO=$(STOCK)/initramfs.cpio XI_APPEND=rdinit=/stock-init \
 		XI_TCG=$(STOCK_TCG) \
 		$(TIME) "boot the stock kernel and test" $(H)/run-qemu.sh \
-		$(STOCK) check $(STOCK_TIMEOUT); \
-	$(H)/stock/report.sh $(BUILD) $$?
+			$(STOCK) check $(STOCK_TIMEOUT); \
+		rc=$$?; \
+	fi; \
+	$(H)/stock/report.sh $(BUILD) $$rc

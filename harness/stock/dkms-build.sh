@@ -43,10 +43,15 @@ debs=("$S"/deb/linux-image-"$REL"_*.deb)
 if [ ! -f "${debs[0]}" ]; then
 	say "apt-get download linux-image-$REL"
 	mkdir -p "$S/deb"
+	if ! (cd "$S/deb" && apt-get download -q "linux-image-$REL") > "$S/deb/download.log" 2>&1; then
+		cat "$S/deb/download.log" >&2
+		echo "apt-get download linux-image-$REL failed" >&2
+		exit 1
+	fi
 	# apt warns that it downloads as root, not as _apt: expected here.
-	(cd "$S/deb" && apt-get download -q "linux-image-$REL") 2>&1 |
-		grep -v '^W: Download is performed unsandboxed' || true
+	grep -v '^W: Download is performed unsandboxed' "$S/deb/download.log" || true
 	debs=("$S"/deb/linux-image-"$REL"_*.deb)
+	[ -f "${debs[0]}" ] || { echo "no linux-image-$REL .deb after apt-get download" >&2; exit 1; }
 fi
 deb=${debs[-1]}
 rm -rf "$IMG"
@@ -75,6 +80,14 @@ t0=$(date +%s)
 dk build "${D[@]}" "${K[@]}"
 say "dkms build $PKG/$VER for $REL: $(($(date +%s) - t0))s"
 echo "$(($(date +%s) - t0))" > "$S/dkms-build.seconds"
+# POST_BUILD (dkms-post-build.sh) keeps the build's Module.symvers, which
+# consumer modules link against (README).
+syms=$S/dkms/tree/$PKG/$VER/$REL/x86_64/Module.symvers
+if [ -s "$syms" ]; then
+	res "PASS host/symvers: POST_BUILD kept Module.symvers ($(grep -c $'\tEXPORT_' "$syms") exports) in the DKMS tree"
+else
+	res "FAIL host/symvers: no $syms after dkms build (POST_BUILD)"
+fi
 dk install "${D[@]}" "${K[@]}" --no-depmod
 
 # depmod on the unpacked image: our kvm must win over the stock one.
@@ -158,7 +171,6 @@ perl -0777 -pe "s/vermagic=\Q$REL\E /vermagic=$other /" "$S/ko/ours/kvm.ko" \
 
 # ---- a consumer module builds as the README says: the installed header
 # (in the package source) and the DKMS build's Module.symvers ----
-syms=$S/dkms/tree/$PKG/$VER/$REL/x86_64/Module.symvers
 c=$S/consumer
 rm -rf "$c"
 mkdir -p "$c"

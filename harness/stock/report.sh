@@ -19,7 +19,13 @@ else
 	echo "FAIL host: no results from harness/stock/dkms-build.sh"
 	f=1
 fi
-out=$(XI_PREFIX="stock: " "$H/parse-results.sh" "$S/results.log" "$S/console.log" "$QRC")
+# make check-stock removes the results first: none means no guest run
+# (a step before it failed).
+if [ -f "$S/results.log" ]; then
+	out=$(XI_PREFIX="stock: " "$H/parse-results.sh" "$S/results.log" "$S/console.log" "$QRC")
+else
+	out=$(printf '%s\n' "FAIL stock: the stock guest did not run" "0 passed, 1 failed")
+fi
 last=$(printf '%s\n' "$out" | tail -n 1)
 printf '%s\n' "$out" | sed '$d'
 if [[ $last =~ ^([0-9]+)\ passed,\ ([0-9]+)\ failed(,\ ([0-9]+)\ skipped)?$ ]]; then
