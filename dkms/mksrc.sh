@@ -20,6 +20,10 @@
 #  - a Kbuild in each module directory: arch/x86/kvm's Makefile with its
 #    $(srctree) paths made relative to the package, lib's xinterface
 #    lines, samples/kvm/xinterface's Makefile.
+# The package's include/linux/kvm_host.h is the tree's with one change:
+# our fields at the end of struct kvm are hidden from genksyms, so that
+# the stock kvm.ko's exports keep their CRCs (see below).  The top Kbuild
+# and dkms.conf accept only kernels of the source's version.
 # Every file the patch series touches is classified below; a file outside
 # what an out-of-tree build can carry stops the generation (a finding).
 #
@@ -230,3 +234,26 @@ else
 	echo "FINDING struct kvm: fields added before the end of the stock struct (diff $d)" > "$OUT.layout"
 fi
 say "$(cat "$OUT.layout")"
+
+# ---- struct kvm: the stock symbol versions ----
+# genksyms hashes every type an export's prototype reaches, and struct kvm
+# is reached by most of KVM's (through struct kvm_vcpu, ...): with our
+# fields in it, 196 of the stock kvm.ko's 364 exports got other CRCs (on
+# 6.12.117), and stock modules that import them (kvmgt) would be refused
+# ("disagrees about version of symbol").  The package's copy hides our fields from
+# genksyms (it preprocesses with -D__GENKSYMS__), which is safe because
+# they follow every stock field (checked above): the stock modules never
+# see them.  dkms-build.sh compares the CRCs with the stock kvm.ko's.
+if [ -n "$d" ] && [[ $d =~ ^${n}a$((n + 1))(,[0-9]+)?$ ]]; then
+	awk -v n="$n" '
+		/^struct kvm \{/ { in_kvm = 1 }
+		in_kvm && /^\};/ { print "#endif /* __GENKSYMS__ (dkms/mksrc.sh) */"; in_kvm = 0 }
+		{ print }
+		in_kvm && ++line == n { print "#ifndef __GENKSYMS__ /* the stock CRCs: not hashed (dkms/mksrc.sh) */" }
+	' "$OUT/include/linux/kvm_host.h" > "$KC/kvm_host.h"
+	cp "$KC/kvm_host.h" "$OUT/include/linux/kvm_host.h"
+	# Without our fields the struct is the stock one again.
+	diff -q "$KC/kvm.stock" <(body "$OUT/include/linux/kvm_host.h" |
+		sed '/^#ifndef __GENKSYMS__/,/^#endif \/\* __GENKSYMS__/d') >/dev/null ||
+		die "struct kvm without the __GENKSYMS__ block differs from the stock one"
+fi

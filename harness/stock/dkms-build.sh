@@ -16,6 +16,8 @@
 #  S/ko/stock        the stock modules they depend on (irqbypass, ccp)
 #  S/mismatch/kvm.ko a copy of our kvm.ko that claims another kernel's
 #                    struct module (changed module_layout CRC)
+#  S/crc             the exports' CRCs of the stock kvm.ko and of ours, and
+#                    what the stock modules that import from kvm (kvmgt) ask
 #  S/host.results    PASS/FAIL lines of the checks made here
 #  S/stock.env       facts the guest checks (release, package version)
 set -euo pipefail
@@ -168,6 +170,64 @@ perl -0777 -pe "s/vermagic=\Q$REL\E /vermagic=$other /" "$S/ko/ours/kvm.ko" \
 	> "$S/mismatch/kvm-release.ko"
 [ "$(modinfo -F vermagic "$S/mismatch/kvm-release.ko" | cut -d' ' -f1)" = "$other" ] ||
 	{ echo "could not rewrite the vermagic of kvm.ko" >&2; exit 1; }
+
+# ---- symbol versions: the stock kvm.ko's exports keep their CRCs ----
+# Stock modules built against the stock kvm.ko (kvmgt) import its exports
+# with the CRCs genksyms gave them there; the kernel refuses to load them
+# against a kvm.ko whose CRC for one of them differs.  mksrc.sh hides our
+# struct kvm fields from genksyms for this.
+crcs() {	# crcs KO: "NAME CRC" for each export (__crc_NAME in __kcrctab*)
+	local ko=$1 idx sec ndx val name
+	rm -rf "$S/crc/sec"
+	mkdir -p "$S/crc/sec"
+	readelf -SW "$ko" | sed -n 's/^ *\[ *\([0-9]*\)\] \(__kcrctab[a-z_]*\) .*/\1 \2/p' |
+		while read -r idx sec; do
+			objcopy -O binary -j "$sec" "$ko" "$S/crc/sec/$idx"
+		done
+	readelf -sW "$ko" | awk '$8 ~ /^__crc_/ {print $7, $2, substr($8, 7)}' |
+		while read -r ndx val name; do
+			[ -f "$S/crc/sec/$ndx" ] || continue
+			echo "$name 0x$(od -An -tx4 -j $((16#$val)) -N4 "$S/crc/sec/$ndx" | tr -d ' ')"
+		done | LC_ALL=C sort
+}
+unko() {	# unko FILE OUT: a module, decompressed
+	case "$1" in
+	*.xz) xz -dc "$1" > "$2" ;;
+	*.zst) zstd -qdc "$1" > "$2" ;;
+	*) cp "$1" "$2" ;;
+	esac
+}
+mkdir -p "$S/crc"
+unko "$(find "$MODS/kernel/arch/x86/kvm" -name 'kvm.ko*')" "$S/crc/stock-kvm.ko"
+crcs "$S/crc/stock-kvm.ko" > "$S/crc/stock"
+crcs "$S/ko/ours/kvm.ko" > "$S/crc/ours"
+ns=$(wc -l < "$S/crc/stock")
+LC_ALL=C join -a 1 -e missing -o 0,1.2,2.2 "$S/crc/stock" "$S/crc/ours" |
+	awk '$2 != $3' > "$S/crc/differ"
+nd=$(wc -l < "$S/crc/differ")
+if [ "$ns" -gt 0 ] && [ "$nd" = 0 ]; then
+	res "PASS host/crc: the $ns exports of the stock kvm.ko have the same CRCs in ours ($(($(wc -l < "$S/crc/ours") - ns)) exports are new)"
+else
+	res "FAIL host/crc: $nd of the stock kvm.ko's $ns exports differ in ours (NAME STOCK OURS): $(head -n 5 "$S/crc/differ" | paste -sd' ')"
+fi
+# The stock modules that import from kvm (kvmgt; not kvm-amd and
+# kvm-intel, ours replace them): what their __versions ask of kvm.ko.
+users=$(sed -n 's|^\(kernel/[^:]*\):.*/kvm\.ko[.a-z]*\( .*\)\{0,1\}$|\1|p' "$MODS/modules.dep" |
+	grep -v '^kernel/arch/x86/kvm/' || true)
+for u in $users; do
+	n=$(basename "$u")
+	n=${n%%.ko*}
+	unko "$MODS/$u" "$S/crc/$n.ko"
+	modprobe --dump-modversions "$S/crc/$n.ko" | awk '{print $2, $1}' | LC_ALL=C sort |
+		LC_ALL=C join - "$S/crc/ours" > "$S/crc/$n.imports"
+	ni=$(wc -l < "$S/crc/$n.imports")
+	bad=$(awk '$2 != $3 {print $1}' "$S/crc/$n.imports" | paste -sd' ')
+	if [ "$ni" -gt 0 ] && [ -z "$bad" ]; then
+		res "PASS host/crc: the stock $n.ko's $ni imports from kvm match our kvm.ko's CRCs"
+	else
+		res "FAIL host/crc: the stock $n.ko's imports from kvm ($ni found) differ in ours: $bad"
+	fi
+done
 
 # ---- a consumer module builds as the README says: the installed header
 # (in the package source) and the DKMS build's Module.symvers ----
