@@ -12,8 +12,12 @@
 # list the stock run starts from.  STOCK_PREREQ (default: tree) is what
 # is prepared first; the test programs are make check's (build/tests),
 # built if missing.
-# Everything goes to build/stock; nothing is installed into the build
-# machine's /lib/modules.
+# Everything goes to build/stock.  The stock kernel's image and headers
+# are fetched with apt-get download and unpacked there (dpkg-deb -x), not
+# installed; DKMS builds and installs into build/stock too
+# (harness/stock/dkms-build.sh).  What the build machine gets installed
+# is dkms and what the headers' tools need (gcc-12, pahole), without
+# Recommends (dkms's would pull linux-headers-amd64).
 
 STOCK         := $(BUILD)/stock
 STOCK_REL     ?=
@@ -35,21 +39,23 @@ STOCK_SELECT  ?= upstream/* xinterface/xinterface_test \
 # JUMP_LABEL.  Single-threaded, the run took 125 s instead of ~140 s.
 STOCK_TCG     ?= tcg,thread=single
 STOCK_RELEASE  = $$(cat $(STOCK)/release)
+# The release's headers, unpacked by harness/stock/headers.sh.
+STOCK_HDR      = $(STOCK)/headers/usr/src/linux-headers-$(STOCK_RELEASE)
 
 .PHONY: deps-stock dkms-src check-stock stock-tests
 
-# dkms and the headers of the release (Debian's headers package depends
-# on its linux-image, which apt installs but nothing here uses: the boot
-# uses the .deb unpacked into build/stock/image).
+# dkms, and the headers of the release unpacked into build/stock/headers
+# (installing Debian's headers package would install its linux-image on
+# the build machine: it depends on it).
 deps-stock: deps
 	@mkdir -p $(STOCK)
 	@r="$(STOCK_REL)"; [ -n "$$r" ] || r=$$($(H)/stock/release.sh) || exit 1; \
 		echo "$$r" > $(STOCK)/release
-	@$(H)/deps.sh dkms linux-headers-$(STOCK_RELEASE)
+	@$(H)/deps.sh --no-install-recommends dkms
+	@$(H)/stock/headers.sh $(STOCK_RELEASE) $(STOCK)/headers
 
 dkms-src: deps-stock $(STOCK_PREREQ)
-	@$(REPO)/dkms/mksrc.sh $(REPO) $(TREE) \
-		/usr/src/linux-headers-$(STOCK_RELEASE) $(STOCK)/dkms-src
+	@$(REPO)/dkms/mksrc.sh $(REPO) $(TREE) $(STOCK_HDR) $(STOCK)/dkms-src
 
 # The programs the list runs are make check's: if one is missing, build
 # what make check's initramfs needs (the debug kernel, the selftests, the
