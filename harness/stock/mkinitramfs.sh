@@ -16,7 +16,9 @@
 #                        check.list) whose names match a pattern of
 #                        XI_STOCK_SELECT (all by default), less what
 #                        harness/stock/needs.list says the stock kernel
-#                        cannot run, which is reported as skipped.
+#                        cannot run, which is reported as skipped;
+#                        no entry's timeout above XI_STOCK_TEST_TIMEOUT
+#                        seconds (if set: the stock run's budget).
 # The names left out by XI_STOCK_SELECT go to BUILD/stock/unselected.
 # Output: BUILD/stock/initramfs.cpio.
 set -euo pipefail
@@ -41,6 +43,7 @@ cp "$S"/mismatch/*.ko "$X/stock/mismatch/"
 # The list.  A needs.list entry whose option the stock config lacks
 # becomes a skip, and its check.list line (if any) is left out.
 SELECT=${XI_STOCK_SELECT:-*}
+MAXT=${XI_STOCK_TEST_TIMEOUT:-}
 selected() {
 	local p
 	set -f
@@ -68,13 +71,27 @@ skipped=" "
 		case "$skipped" in *" $name "*) continue ;; esac
 		case "$name" in
 		'' | '#'* | PARALLEL | END) ;;
-		*) selected "$name" || { echo "$name" >> "$S/unselected"; continue; } ;;
+		*)
+			selected "$name" || { echo "$name" >> "$S/unselected"; continue; }
+			read -r n t rest <<< "$l"
+			[ -z "$MAXT" ] || [[ ! $t =~ ^[0-9]+$ ]] || [ "$t" -le "$MAXT" ] ||
+				l="$n $MAXT $rest"
+			;;
 		esac
 		echo "$l"
 	done < "$LIST"
 } > "$X/tests/check.list"
 grep -q '[*?]' <(grep -v '^#' "$X/tests/check.list") &&
 	{ echo "a glob character in the stock list" >&2; exit 1; }
+# xinterface_linux boots a Linux guest (/guest, from BUILD/guest) and
+# checks its disk with /sbin/e2fsck.static: harness/mkinitramfs.sh copies
+# them when they exist.
+if grep -q '^xinterface/xinterface_linux ' "$X/tests/check.list"; then
+	for f in guest/bzImage guest/initramfs.cpio sbin/e2fsck.static; do
+		[ -e "$S/initramfs-base.cpio.d/$f" ] ||
+			{ echo "no /$f in the stock initramfs, which xinterface_linux needs (make guest)" >&2; exit 1; }
+	done
+fi
 
 (cd "$X" && find . | LC_ALL=C sort | cpio -o -H newc --quiet) > "$S/extra.cpio"
 cat "$S/initramfs-base.cpio" "$S/extra.cpio" > "$S/initramfs.cpio"
