@@ -71,8 +71,10 @@ log=$S/dkms.log
 : > "$log"
 dk() {
 	# dkms prints a readelf warning per call on Debian's headers; the
-	# log keeps everything.
-	if ! dkms "$@" >> "$log" 2>&1; then
+	# log keeps everything.  Its sign-file is the unpacked headers' (by
+	# default it looks in /lib/modules/<release>/build, which only an
+	# installed headers package provides).
+	if ! sign_file=$HDR/scripts/sign-file dkms "$@" >> "$log" 2>&1; then
 		echo "dkms $* failed; the end of $log:" >&2
 		tail -n 30 "$log" >&2
 		find "$S/dkms/tree" -name make.log -exec tail -n 30 {} \; >&2
