@@ -186,13 +186,18 @@ struct vm {
 	struct xi_vblk_stats fs_start_stats, fs_end_stats;
 };
 
-static struct xi_vblk_stats dev_stats(struct vm *m)
+static struct xi_vblk_stats fd_stats(int dev)
 {
 	struct xi_vblk_stats s;
 
-	if (ioctl(m->dev, XI_VBLK_GET_STATS, &s))
+	if (ioctl(dev, XI_VBLK_GET_STATS, &s))
 		die("XI_VBLK_GET_STATS");
 	return s;
+}
+
+static struct xi_vblk_stats dev_stats(struct vm *m)
+{
+	return fd_stats(m->dev);
 }
 
 /* The device's counters over every start of this VM's queue. */
@@ -1064,6 +1069,36 @@ static void vcpu_stop(struct vm *m)
 	pthread_join(m->nudge_thread, NULL);
 }
 
+/* Where a guest that timed out stands: the vCPU, the PIC, the LAPIC. */
+static void dump_stuck(struct vm *m)
+{
+	struct kvm_irqchip chip = { .chip_id = 0 };
+	struct kvm_vcpu_events ev;
+	struct kvm_lapic_state la;
+	struct kvm_mp_state mp;
+	struct kvm_regs regs;
+
+	if (!ioctl(m->vcpu, KVM_GET_REGS, &regs))
+		printf("  guest timed out at rip 0x%llx rflags 0x%llx\n",
+		       (unsigned long long)regs.rip,
+		       (unsigned long long)regs.rflags);
+	if (!ioctl(m->vcpu, KVM_GET_MP_STATE, &mp) &&
+	    !ioctl(m->vcpu, KVM_GET_VCPU_EVENTS, &ev))
+		printf("  mp_state %u irq %u/%u shadow %u nmi %u\n",
+		       mp.mp_state, ev.interrupt.injected, ev.interrupt.nr,
+		       ev.interrupt.shadow, ev.nmi.pending);
+	if (!ioctl(m->fd, KVM_GET_IRQCHIP, &chip))
+		printf("  PIC: irr 0x%x imr 0x%x isr 0x%x elcr 0x%x\n",
+		       chip.chip.pic.irr, chip.chip.pic.imr,
+		       chip.chip.pic.isr, chip.chip.pic.elcr);
+	if (!ioctl(m->vcpu, KVM_GET_LAPIC, &la))
+		printf("  LAPIC: svr 0x%x lvt0 0x%x isr2 0x%x irr2 0x%x\n",
+		       *(uint32_t *)(la.regs + 0xf0),
+		       *(uint32_t *)(la.regs + 0x350),
+		       *(uint32_t *)(la.regs + 0x120),
+		       *(uint32_t *)(la.regs + 0x220));
+}
+
 /* Boot with @jobs and wait for the guest to power off (or @secs). */
 static bool vm_boot_wait(struct vm *m, double secs)
 {
@@ -1072,40 +1107,9 @@ static bool vm_boot_wait(struct vm *m, double secs)
 	vcpu_start(m);
 	while (!READ_ONCE(m->vcpu_done)) {
 		if (now() - t0 > secs) {
-			struct kvm_regs regs;
-
 			vcpu_stop(m);
 			m->fail = "timeout";
-			if (!ioctl(m->vcpu, KVM_GET_REGS, &regs))
-				printf("  guest timed out at rip 0x%llx rflags 0x%llx\n",
-				       (unsigned long long)regs.rip,
-				       (unsigned long long)regs.rflags);
-			{
-				struct kvm_mp_state mp;
-				struct kvm_vcpu_events ev;
-
-				if (!ioctl(m->vcpu, KVM_GET_MP_STATE, &mp) &&
-				    !ioctl(m->vcpu, KVM_GET_VCPU_EVENTS, &ev))
-					printf("  mp_state %u irq %u/%u shadow %u nmi %u\n",
-					       mp.mp_state, ev.interrupt.injected,
-					       ev.interrupt.nr, ev.interrupt.shadow,
-					       ev.nmi.pending);
-			}
-			{
-				struct kvm_irqchip chip = { .chip_id = 0 };
-				struct kvm_lapic_state la;
-
-				if (!ioctl(m->fd, KVM_GET_IRQCHIP, &chip))
-					printf("  PIC: irr 0x%x imr 0x%x isr 0x%x elcr 0x%x\n",
-					       chip.chip.pic.irr, chip.chip.pic.imr,
-					       chip.chip.pic.isr, chip.chip.pic.elcr);
-				if (!ioctl(m->vcpu, KVM_GET_LAPIC, &la))
-					printf("  LAPIC: svr 0x%x lvt0 0x%x isr2 0x%x irr2 0x%x\n",
-					       *(uint32_t *)(la.regs + 0xf0),
-					       *(uint32_t *)(la.regs + 0x350),
-					       *(uint32_t *)(la.regs + 0x120),
-					       *(uint32_t *)(la.regs + 0x220));
-			}
+			dump_stuck(m);
 			return false;
 		}
 		usleep(20000);
@@ -1362,10 +1366,9 @@ static const char *vendor(void)
 static bool wait_stats(int dev, bool (*cond)(const struct xi_vblk_stats *),
 		       double secs)
 {
-	struct vm fake = { .dev = dev };
 	double t0 = now();
 
-	while (!cond((struct xi_vblk_stats[]){ dev_stats(&fake) })) {
+	while (!cond((struct xi_vblk_stats[]){ fd_stats(dev) })) {
 		if (now() - t0 > secs)
 			return false;
 		usleep(20000);
@@ -1388,7 +1391,6 @@ static void test_vmm_exit(void)
 {
 	const char *what = "VMM exit mid-I/O";
 	long vendor_refs = module_refcnt(vendor()), sample_refs;
-	struct vm fake;
 	struct xi_vblk_stats s;
 	double t0;
 	int dev, st;
@@ -1398,7 +1400,6 @@ static void test_vmm_exit(void)
 	dev = open("/dev/xi_vblk", O_RDWR | O_CLOEXEC);
 	if (dev < 0)
 		die("open /dev/xi_vblk");
-	fake.dev = dev;
 	sample_refs = module_refcnt("xi_vblk");
 	pid = fork();
 	if (pid < 0)
@@ -1411,7 +1412,7 @@ static void test_vmm_exit(void)
 		_exit(2);
 	}
 	ok = wait_stats(dev, busy, 300);
-	s = dev_stats(&fake);
+	s = fd_stats(dev);
 	kill(pid, SIGKILL);
 	waitpid(pid, &st, 0);
 	tap(ok && WIFSIGNALED(st),
@@ -1419,7 +1420,7 @@ static void test_vmm_exit(void)
 	    what, (unsigned long long)s.requests,
 	    (unsigned long long)s.bytes_read);
 	ok = wait_stats(dev, dead, 30);
-	s = dev_stats(&fake);
+	s = fd_stats(dev);
 	tap(ok && s.error == ESRCH,
 	    "%s: the kthread stopped by itself with ESRCH (state %u, error %u)",
 	    what, s.state, s.error);
@@ -1431,7 +1432,7 @@ static void test_vmm_exit(void)
 	    module_refcnt("xi_vblk") == sample_refs,
 	    "%s: the orphaned VM is freed (%s refcnt %ld, was %ld)", what,
 	    vendor(), module_refcnt(vendor()), vendor_refs);
-	tap(!ioctl(dev, XI_VBLK_STOP) && dev_stats(&fake).state == XI_VBLK_IDLE,
+	tap(!ioctl(dev, XI_VBLK_STOP) && fd_stats(dev).state == XI_VBLK_IDLE,
 	    "%s: stop after the kthread died", what);
 	close(dev);
 }
