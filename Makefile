@@ -181,3 +181,5 @@ distclean:
 
 # make check-stock, make dkms-src: DKMS package and Debian stock kernel run.
 include $(H)/stock.mk
+# make series, make series-check: the change as a git format-patch series.
+-include $(H)/series.mk
