@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0-only
 /*
- * xi_vblk: a RAM-backed block device served to a KVM guest by a kthread,
- * using only the kvm_xinterface API.
+ * xi_vblk: a RAM-backed block device served to a KVM guest by a kthread or
+ * by a thread of the VMM, using only the kvm_xinterface API.
  *
  * The guest drives a split virtqueue (include/uapi/linux/virtio_ring.h)
  * with virtio-blk requests: a device-readable header (type, sector), data
@@ -11,7 +11,7 @@
  * (registered with KVM_IOEVENTFD) and a call eventfd (KVM_IRQFD, or read by
  * the VMM), see xi_vblk_uapi.h.
  *
- * The kthread sleeps until a kick, enters the VM's address space for one
+ * The worker sleeps until a kick, enters the VM's address space for one
  * batch (kvm_xinterface_use_mm()), reads the available ring and the
  * descriptors through a kernel mapping of the ring (kvm_xvmap), moves the
  * data between the disk and the guest's buffers with
@@ -33,6 +33,24 @@
  * the VM and stops by itself.  Nothing signals that exit (the binding
  * keeps the VM and its eventfds alive), so an idle kthread also looks at
  * the ring once a second; that also covers a lost kick.
+ *
+ * Three workers (xi_vblk_config.worker, see "Choosing a worker" in
+ * Documentation/virt/kvm/xinterface.rst):
+ *  - XI_VBLK_WORKER_KTHREAD_SCOPE, the default: the kthread above.
+ *  - XI_VBLK_WORKER_KTHREAD: the same kthread without the scope, so every
+ *    copy switches to the VM's mm and back by itself (the API's kthread
+ *    path); there to show what the scope saves.
+ *  - XI_VBLK_WORKER_VMM_TASK: a vhost_task, a thread of the VMM created by
+ *    XI_VBLK_START (as vhost's workers are since 6.4).  It runs in the
+ *    VMM's mm, so the copies take the API's own-context path with no mm
+ *    switch at all and no scope; it is charged to the VMM (CPU time,
+ *    cgroups, RLIMIT_NPROC) and shows in its /proc/PID/task.  It cannot
+ *    outlive the VMM: when the VMM exits, execs or is killed, the worker
+ *    gets the SIGKILL of its thread group, and vhost_task's handle_kill
+ *    callback drops the VM and marks the queue DEAD (ESRCH), as the
+ *    kthread does when it sees -ESRCH.  While it lives, the VMM's address
+ *    space cannot go away (the worker is one of its users), so -ESRCH does
+ *    not happen in this mode.
  */
 
 #include <linux/atomic.h>
@@ -47,7 +65,9 @@
 #include <linux/mutex.h>
 #include <linux/poll.h>
 #include <linux/sched.h>
+#include <linux/sched/mm.h>
 #include <linux/sched/signal.h>
+#include <linux/sched/vhost_task.h>
 #include <linux/scatterlist.h>
 #include <linux/sizes.h>
 #include <linux/slab.h>
@@ -98,18 +118,24 @@ struct xvb_req {
 /**
  * struct xvb_dev - one open /dev/xi_vblk: a disk and, while started, a queue
  * @lock: serializes start, stop and release.
- * @thread: the kthread serving the queue, or NULL when stopped.
+ * @thread: the kthread serving the queue, or NULL.
+ * @vtsk: the VMM thread serving the queue (XI_VBLK_WORKER_VMM_TASK), or NULL.
+ * @stopping: xvb_stop() is stopping @vtsk: give up waits and retries.
+ * @vtsk_done: @vtsk saw -ESRCH and dropped the VM: nothing left to serve.
+ * @retry: the ring was unusable at the last look: look again next tick.
  * @state: XI_VBLK_IDLE, XI_VBLK_RUNNING or XI_VBLK_DEAD.
- * @error: positive errno the kthread stopped on by itself, or 0.
- * @intf: the VM binding; owned by the kthread while it runs.
- * @ring: mapping of the ring's span; owned by the kthread while it runs.
+ * @error: positive errno the worker stopped on by itself, or 0.
+ * @vm_mm: the VM's mm (the starter's, which binding checked), grabbed:
+ *	only compared with current->mm, to count which path copies take.
+ * @intf: the VM binding; owned by the worker while it runs.
+ * @ring: mapping of the ring's span; owned by the worker while it runs.
  * @ring_gpa: guest address of the mapping's first byte.
  * @cfg: the configuration the queue was started with.
  * @last_avail: next available ring entry to serve.
  * @last_used: used ring index published so far.
  * @kick_file: the kick eventfd, or NULL (polling).
  * @kick_wqh: the kick eventfd's wait queue, once @kick_wait is on it.
- * @kick_wait: wakes the kthread when the kick eventfd is signalled.
+ * @kick_wait: wakes the worker when the kick eventfd is signalled.
  * @kick_pt: poll table used to find @kick_wqh.
  * @kicked: a kick (or work left over) is pending.
  * @call: the call eventfd, or NULL.
@@ -122,13 +148,18 @@ struct xvb_req {
  * @disk: the disk, @sectors sectors of vmalloc memory, charged (like the
  *	rest of the device) to the memory cgroup of the task that started it.
  * @sectors: disk size.
- * @st: counters, written by the kthread, read by XI_VBLK_GET_STATS.
+ * @st: counters, written by the worker, read by XI_VBLK_GET_STATS.
  */
 struct xvb_dev {
 	struct mutex lock;	/* start, stop and release */
 	struct task_struct *thread;
+	struct vhost_task *vtsk;
+	bool stopping;
+	bool vtsk_done;
+	bool retry;
 	u32 state;
 	u32 error;
+	struct mm_struct *vm_mm;
 
 	struct kvm_xinterface *intf;
 	struct kvm_xvmap *ring;
@@ -157,7 +188,7 @@ struct xvb_dev {
 	struct xi_vblk_stats st;
 };
 
-/* Counters have one writer, the kthread; XI_VBLK_GET_STATS reads them. */
+/* Counters have one writer, the worker; XI_VBLK_GET_STATS reads them. */
 static void xvb_add(u64 *counter, u64 n)
 {
 	WRITE_ONCE(*counter, *counter + n);
@@ -166,14 +197,19 @@ static void xvb_add(u64 *counter, u64 n)
 /* ---- ring access through the mapping ---- */
 
 /*
- * Whether to stop retrying an access that raced an invalidation: the
- * kthread gives up when it is being stopped, xvb_start() (the VMM's ioctl,
- * where kthread_should_stop() must not be called) on a fatal signal.
+ * Whether to stop retrying an access that raced an invalidation, or to end
+ * a batch: the kthread gives up when it is being stopped; the VMM thread
+ * (a user worker, where kthread_should_stop() must not be called) when it
+ * is being stopped or has a signal to handle (SIGKILL, SIGSTOP, the
+ * freezer's: vhost_task_fn() handles them between two calls of
+ * xvb_task_fn()); xvb_start() (the VMM's ioctl) on a fatal signal.
  */
-static bool xvb_give_up(void)
+static bool xvb_give_up(struct xvb_dev *v)
 {
 	if (current->flags & PF_KTHREAD)
 		return kthread_should_stop();
+	if (current->flags & PF_USER_WORKER)
+		return READ_ONCE(v->stopping) || signal_pending(current);
 	return fatal_signal_pending(current);
 }
 
@@ -203,7 +239,7 @@ static int xvb_ring_begin(struct xvb_dev *v)
 		err = kvm_xvmap_refresh(v->ring);
 		if (err && err != -EAGAIN)
 			return err;
-		if (xvb_give_up())
+		if (xvb_give_up(v))
 			return -EINTR;
 		cond_resched();
 	}
@@ -399,11 +435,26 @@ static int xvb_copy_sg(struct xvb_dev *v, unsigned int n, void *buf,
 }
 
 /*
+ * Count which path of the API a copy from here takes, by the test the API
+ * makes (current->mm against the VM's): the proof, rather than the
+ * assumption, that a worker mode does or does not switch mm.
+ */
+static void xvb_count_copy(struct xvb_dev *v)
+{
+	if (current->mm == v->vm_mm)
+		xvb_add(&v->st.copies_own_mm, 1);
+	else if (!current->mm && (current->flags & PF_KTHREAD))
+		xvb_add(&v->st.copies_mm_switch, 1);
+	else
+		xvb_add(&v->st.copies_remote, 1);
+}
+
+/*
  * Copy @len bytes between @buf and @ranges from byte @skip on.  A copy
  * that raced an invalidation (-EAGAIN) is done again: the guest did
  * nothing wrong, and block reads and writes can be repeated.  Returns 0,
- * -EINTR when the kthread is stopped before the copy could be done, or the
- * copy's error.
+ * -EINTR when the worker is stopped (xvb_give_up()) before the copy could
+ * be done, or the copy's error.
  */
 static int xvb_copy(struct xvb_dev *v, const struct kvm_xrange *ranges,
 		    unsigned int nr, u64 skip, void *buf, size_t len,
@@ -420,14 +471,16 @@ static int xvb_copy(struct xvb_dev *v, const struct kvm_xrange *ranges,
 	if (!len)
 		return 0;
 	for (;;) {
-		if (data && (v->cfg.flags & XI_VBLK_F_SG))
+		if (data && (v->cfg.flags & XI_VBLK_F_SG)) {
 			ret = xvb_copy_sg(v, n, buf, len, to_guest);
-		else
+		} else {
+			xvb_count_copy(v);
 			ret = kvm_xinterface_copyv(v->intf, v->tmp, n, buf, len,
 						   to_guest, cache);
+		}
 		if (ret != -EAGAIN)
 			return ret;
-		if (kthread_should_stop())
+		if (xvb_give_up(v))
 			return -EINTR;
 		cond_resched();
 	}
@@ -451,8 +504,8 @@ static u8 *xvb_disk(struct xvb_dev *v, u64 sector, u64 len)
  * Serve the request whose chain is in v->chain.  Returns the used length
  * (bytes written to the guest's buffers, status included; 0 when not even
  * the status could be written), -ESRCH when the VMM is gone, or -EINTR
- * when the kthread is being stopped: then the request is not completed,
- * it stays in the ring and is served again after a restart.
+ * when the worker gave up (xvb_give_up()): then the request is not
+ * completed, it stays in the ring and is served again later.
  */
 static int xvb_serve_req(struct xvb_dev *v, int ndesc)
 {
@@ -540,23 +593,30 @@ out:
 }
 
 /*
- * Serve up to XVB_BATCH requests inside the VM's address space.  Returns 1
- * when requests may be left, 0 when the ring is empty, or a negative errno
- * when the ring cannot be used.
+ * Serve up to XVB_BATCH requests, inside the VM's address space: in a
+ * kvm_xinterface_use_mm() scope (the default kthread), already there (the
+ * VMM thread), or entering it per copy (the kthread without a scope).
+ * Returns 1 when requests may be left (also when the worker gave up in the
+ * middle: it looks again once it may), 0 when the ring is empty, or a
+ * negative errno when the ring cannot be used.
  */
 static int xvb_serve(struct xvb_dev *v)
 {
+	bool scope = v->cfg.worker == XI_VBLK_WORKER_KTHREAD_SCOPE;
 	unsigned int n;
 	int ret, ndesc;
 	u16 head;
 
-	ret = kvm_xinterface_use_mm(v->intf);
-	if (ret)
-		return ret;
+	if (scope) {
+		ret = kvm_xinterface_use_mm(v->intf);
+		if (ret)
+			return ret;
+		xvb_add(&v->st.mm_scopes, 1);
+	}
 	xvb_add(&v->st.batches, 1);
 	for (n = 0; n < XVB_BATCH; n++) {
-		if (kthread_should_stop()) {
-			ret = 0;
+		if (xvb_give_up(v)) {
+			ret = -EINTR;
 			break;
 		}
 		ret = xvb_next(v, &head, &ndesc);
@@ -579,7 +639,8 @@ static int xvb_serve(struct xvb_dev *v)
 		xvb_add(&v->st.requests, 1);
 		ret = 1;
 	}
-	kvm_xinterface_unuse_mm(v->intf);
+	if (scope)
+		kvm_xinterface_unuse_mm(v->intf);
 	WRITE_ONCE(v->st.cache_hits, v->meta_cache.hits + v->data_cache.hits);
 	WRITE_ONCE(v->st.cache_misses,
 		   v->meta_cache.misses + v->data_cache.misses);
@@ -587,11 +648,11 @@ static int xvb_serve(struct xvb_dev *v)
 		eventfd_signal(v->call);
 		xvb_add(&v->st.calls, 1);
 	}
-	/* Stopped in the middle: not a ring error, nothing was lost. */
-	return ret == -EINTR ? 0 : ret;
+	/* Gave up in the middle: not a ring error, nothing was lost. */
+	return ret == -EINTR ? 1 : ret;
 }
 
-/* ---- the kthread ---- */
+/* ---- the workers ---- */
 
 static void xvb_put_vm(struct xvb_dev *v)
 {
@@ -605,50 +666,74 @@ static void xvb_put_vm(struct xvb_dev *v)
 	}
 }
 
+/* How long an idle worker sleeps without a kick. */
+static long xvb_idle_timeout(struct xvb_dev *v)
+{
+	return v->retry || !v->kick_file ? 1 : XVB_IDLE_PROBE;
+}
+
+/*
+ * One wakeup's work, the same for every worker: serve a batch and decide
+ * when to look again.  Returns -ESRCH when the VMM is gone, else 0.
+ */
+static int xvb_work(struct xvb_dev *v)
+{
+	int ret;
+
+	xvb_add(&v->st.wakeups, 1);
+	ret = xvb_serve(v);
+	v->retry = false;
+	if (ret == -ESRCH)
+		return ret;
+	if (ret > 0) {
+		atomic_set(&v->kicked, 1);
+	} else if (ret < 0) {
+		xvb_add(&v->st.ring_errors, 1);
+		/*
+		 * The ring unusable for now (its memslot being moved, say):
+		 * look again next tick.
+		 */
+		v->retry = ret != -EPROTO;
+	}
+	return 0;
+}
+
+/*
+ * The VMM is gone: do not keep an orphaned VM alive until the device is
+ * closed, and say why the queue stopped.  In the worker, which owns the
+ * VM while it runs.
+ */
+static void xvb_vmm_gone(struct xvb_dev *v)
+{
+	xvb_put_vm(v);
+	WRITE_ONCE(v->error, ESRCH);
+	WRITE_ONCE(v->state, XI_VBLK_DEAD);
+	pr_info("xi_vblk: the VMM exited; stopped after %llu requests\n",
+		v->st.requests);
+}
+
 static int xvb_thread(void *data)
 {
 	struct xvb_dev *v = data;
-	bool retry = false;
 	int ret = 0;
 
 	while (!kthread_should_stop()) {
 		set_current_state(TASK_INTERRUPTIBLE);
-		if (!atomic_xchg(&v->kicked, 0) && !kthread_should_stop()) {
-			if (retry || !v->kick_file)
-				schedule_timeout(1);
-			else
-				schedule_timeout(XVB_IDLE_PROBE);
-		}
+		if (!atomic_xchg(&v->kicked, 0) && !kthread_should_stop())
+			schedule_timeout(xvb_idle_timeout(v));
 		__set_current_state(TASK_RUNNING);
 		if (kthread_should_stop())
 			break;
-		xvb_add(&v->st.wakeups, 1);
-
-		ret = xvb_serve(v);
-		retry = false;
+		ret = xvb_work(v);
 		if (ret == -ESRCH)
 			break;
-		if (ret > 0) {
-			atomic_set(&v->kicked, 1);
-		} else if (ret < 0) {
-			xvb_add(&v->st.ring_errors, 1);
-			/*
-			 * The ring unusable for now (its memslot being
-			 * moved, say): look again next tick.
-			 */
-			retry = ret != -EPROTO;
-		}
 		cond_resched();
 	}
 
-	/* Do not keep an orphaned VM alive until the device is closed. */
-	xvb_put_vm(v);
-	if (ret == -ESRCH) {
-		WRITE_ONCE(v->error, ESRCH);
-		WRITE_ONCE(v->state, XI_VBLK_DEAD);
-		pr_info("xi_vblk: the VMM exited; stopped after %llu requests\n",
-			v->st.requests);
-	}
+	if (ret == -ESRCH)
+		xvb_vmm_gone(v);
+	else
+		xvb_put_vm(v);
 	/* kthread_stop() needs the thread alive. */
 	for (;;) {
 		set_current_state(TASK_INTERRUPTIBLE);
@@ -660,6 +745,70 @@ static int xvb_thread(void *data)
 	return 0;
 }
 
+/*
+ * The VMM thread's work function, called by vhost_task_fn() in a loop that
+ * handles signals and vhost_task_stop() between calls.  It is called in
+ * TASK_INTERRUPTIBLE, so a kick (vhost_task_wake()), vhost_task_stop() or a
+ * signal since the loop's checks makes the sleep below return at once:
+ * none is lost.  It sleeps itself, with a timeout, instead of returning
+ * false (which sleeps until woken): polling and retries need the tick.
+ * Returns true to be called again, false to sleep until woken.
+ */
+static bool xvb_task_fn(void *data)
+{
+	struct xvb_dev *v = data;
+
+	if (v->vtsk_done)
+		return false;
+	if (!atomic_xchg(&v->kicked, 0))
+		schedule_timeout(xvb_idle_timeout(v));
+	__set_current_state(TASK_RUNNING);
+	if (xvb_give_up(v)) {
+		/* Serve once the signal is handled (SIGSTOP, the freezer). */
+		atomic_set(&v->kicked, 1);
+		return true;
+	}
+	if (xvb_work(v) == -ESRCH) {
+		/* Not expected: the worker keeps the VMM's mm alive. */
+		xvb_vmm_gone(v);
+		v->vtsk_done = true;
+	}
+	cond_resched();
+	return true;
+}
+
+/*
+ * vhost_task's handle_kill: the VMM thread got a fatal signal (the VMM
+ * exits, execs or is killed) before vhost_task_stop().  Called in the
+ * worker, after its last xvb_task_fn(), before it exits; must not take
+ * v->lock, which xvb_stop() holds while it waits for the worker.
+ */
+static void xvb_task_killed(void *data)
+{
+	struct xvb_dev *v = data;
+
+	if (!v->vtsk_done)
+		xvb_vmm_gone(v);
+}
+
+/*
+ * Whether a VMM thread serves the queue.  Constant false without
+ * CONFIG_VHOST_TASK, so the calls of the vhost_task API it guards are
+ * compiled out there (and XI_VBLK_START refuses the mode).
+ */
+static bool xvb_is_vtsk(struct xvb_dev *v)
+{
+	return IS_ENABLED(CONFIG_VHOST_TASK) && v->vtsk;
+}
+
+static void xvb_wake(struct xvb_dev *v)
+{
+	if (xvb_is_vtsk(v))
+		vhost_task_wake(v->vtsk);
+	else
+		wake_up_process(v->thread);
+}
+
 static int xvb_kick_wake(wait_queue_entry_t *wait, unsigned int mode,
 			 int sync, void *key)
 {
@@ -668,7 +817,7 @@ static int xvb_kick_wake(wait_queue_entry_t *wait, unsigned int mode,
 	if (!(key_to_poll(key) & EPOLLIN))
 		return 0;
 	atomic_set(&v->kicked, 1);
-	wake_up_process(v->thread);
+	xvb_wake(v);
 	return 0;
 }
 
@@ -683,7 +832,7 @@ static void xvb_kick_queue(struct file *file, wait_queue_head_t *wqh,
 
 /* ---- start and stop ---- */
 
-/* Stop the kthread and release the queue; called with v->lock held. */
+/* Stop the worker and release the queue; called with v->lock held. */
 static void xvb_stop(struct xvb_dev *v)
 {
 	if (v->kick_wqh) {
@@ -694,8 +843,21 @@ static void xvb_stop(struct xvb_dev *v)
 		kthread_stop(v->thread);
 		v->thread = NULL;
 	}
-	/* The kthread may not have run at all. */
+	if (xvb_is_vtsk(v)) {
+		/*
+		 * Waits for the worker to exit, also when it was killed (then
+		 * it ran xvb_task_killed() already) or is being killed.
+		 */
+		WRITE_ONCE(v->stopping, true);
+		vhost_task_stop(v->vtsk);
+		v->vtsk = NULL;
+	}
+	/* The worker may not have run at all. */
 	xvb_put_vm(v);
+	if (v->vm_mm) {
+		mmdrop(v->vm_mm);
+		v->vm_mm = NULL;
+	}
 	if (v->kick_file) {
 		fput(v->kick_file);
 		v->kick_file = NULL;
@@ -726,7 +888,7 @@ static int xvb_check_config(const struct xi_vblk_config *c, u64 *lo, u64 *hi)
 
 	if (!c->num || c->num > XI_VBLK_MAX_QUEUE || !is_power_of_2(c->num) ||
 	    !c->sectors || c->sectors > XI_VBLK_MAX_SECTORS ||
-	    c->flags & ~XI_VBLK_F_SG || c->pad)
+	    c->flags & ~XI_VBLK_F_SG || c->worker > XI_VBLK_WORKER_VMM_TASK)
 		return -EINVAL;
 	if (c->desc_gpa % 16 || c->avail_gpa % 2 || c->used_gpa % 4)
 		return -EINVAL;
@@ -741,17 +903,55 @@ static int xvb_check_config(const struct xi_vblk_config *c, u64 *lo, u64 *hi)
 	return *hi - *lo > XVB_MAX_RING_SPAN ? -E2BIG : 0;
 }
 
+/*
+ * Create the worker, asleep, as the last step of a start that can fail:
+ * a vhost_task cannot be stopped before vhost_task_start(), and nothing
+ * after this fails.
+ */
+static int xvb_create_worker(struct xvb_dev *v)
+{
+	char name[TASK_COMM_LEN];
+	struct vhost_task *vtsk;
+	struct task_struct *t;
+
+	/* Both named after the thread that starts them. */
+	snprintf(name, sizeof(name), "xi_vblk/%d", task_pid_nr(current));
+	if (v->cfg.worker != XI_VBLK_WORKER_VMM_TASK) {
+		t = kthread_create(xvb_thread, v, "%s", name);
+		if (IS_ERR(t))
+			return PTR_ERR(t);
+		v->thread = t;
+		return 0;
+	}
+	/*
+	 * A thread of the caller's process, sharing its mm: a kernel thread
+	 * or a worker that borrowed the VM's mm (and so passed the owner
+	 * check of the bind) has no process to add it to.
+	 */
+	if (!IS_ENABLED(CONFIG_VHOST_TASK))
+		return -EOPNOTSUPP;
+	if (current->flags & (PF_KTHREAD | PF_USER_WORKER))
+		return -EPERM;
+	vtsk = vhost_task_create(xvb_task_fn, xvb_task_killed, v, name);
+	if (IS_ERR(vtsk))
+		return PTR_ERR(vtsk);
+	v->vtsk = vtsk;
+	return 0;
+}
+
 static int xvb_start(struct xvb_dev *v, const struct xi_vblk_config *c)
 {
 	unsigned int num = c->num;
-	struct task_struct *t;
 	u64 lo, hi;
 	int ret, idx;
 
 	ret = xvb_check_config(c, &lo, &hi);
 	if (ret)
 		return ret;
-	if (v->thread)
+	if (c->worker == XI_VBLK_WORKER_VMM_TASK &&
+	    !IS_ENABLED(CONFIG_VHOST_TASK))
+		return -EOPNOTSUPP;
+	if (v->thread || v->vtsk)
 		return -EBUSY;
 
 	if (v->sectors != c->sectors) {
@@ -774,7 +974,11 @@ static int xvb_start(struct xvb_dev *v, const struct xi_vblk_config *c)
 	memset(&v->st, 0, sizeof(v->st));
 	kvm_xcache_init(&v->meta_cache);
 	kvm_xcache_init(&v->data_cache);
+	v->st.worker = c->worker;
 	v->error = 0;
+	v->stopping = false;
+	v->vtsk_done = false;
+	v->retry = false;
 	atomic_set(&v->kicked, 1);	/* serve what is already posted */
 
 	/* Sized by the VMM: a failure is its -ENOMEM, not a warning. */
@@ -794,6 +998,9 @@ static int xvb_start(struct xvb_dev *v, const struct xi_vblk_config *c)
 		v->intf = NULL;
 		goto err;
 	}
+	/* The bind succeeded, so the caller owns the VM: this is its mm. */
+	v->vm_mm = current->mm;
+	mmgrab(v->vm_mm);
 	v->ring = kvm_xinterface_vmap(v->intf, lo, hi - lo, KVM_XVMAP_WRITE);
 	if (IS_ERR(v->ring)) {
 		ret = PTR_ERR(v->ring);
@@ -827,20 +1034,18 @@ static int xvb_start(struct xvb_dev *v, const struct xi_vblk_config *c)
 		}
 	}
 
-	t = kthread_create(xvb_thread, v, "xi_vblk/%d", task_pid_nr(current));
-	if (IS_ERR(t)) {
-		ret = PTR_ERR(t);
+	ret = xvb_create_worker(v);
+	if (ret)
 		goto err;
-	}
-	v->thread = t;
 	/*
-	 * RUNNING before anything can wake the kthread.  kthread_create()
+	 * RUNNING before anything can wake the worker.  kthread_create()
 	 * leaves it asleep, but from vfs_poll() on a kick wakes it, and once
 	 * it runs it may stop by itself and write DEAD: stored after that,
 	 * RUNNING would report a queue that nobody serves any more.  Nothing
 	 * below can fail, so a failed start never leaves RUNNING behind.  The
 	 * kthread's DEAD is ordered after this store by the wakeup it must
-	 * get first.
+	 * get first.  (A vhost_task ignores wakeups until vhost_task_start();
+	 * it writes DEAD only once started, and killed.)
 	 *
 	 * Binding requires the caller to be the VM's owner, so the VM's mm
 	 * lives until this ioctl returns and the kthread cannot yet see the
@@ -855,7 +1060,10 @@ static int xvb_start(struct xvb_dev *v, const struct xi_vblk_config *c)
 		init_poll_funcptr(&v->kick_pt, xvb_kick_queue);
 		vfs_poll(v->kick_file, &v->kick_pt);
 	}
-	wake_up_process(t);
+	if (xvb_is_vtsk(v))
+		vhost_task_start(v->vtsk);
+	else
+		wake_up_process(v->thread);
 	return 0;
 err:
 	xvb_stop(v);
@@ -879,6 +1087,12 @@ static void xvb_get_stats(struct xvb_dev *v, struct xi_vblk_stats *s)
 	s->cache_hits = READ_ONCE(v->st.cache_hits);
 	s->cache_misses = READ_ONCE(v->st.cache_misses);
 	s->ring_errors = READ_ONCE(v->st.ring_errors);
+	s->worker = READ_ONCE(v->st.worker);
+	s->pad = 0;
+	s->mm_scopes = READ_ONCE(v->st.mm_scopes);
+	s->copies_own_mm = READ_ONCE(v->st.copies_own_mm);
+	s->copies_mm_switch = READ_ONCE(v->st.copies_mm_switch);
+	s->copies_remote = READ_ONCE(v->st.copies_remote);
 }
 
 /*
@@ -902,6 +1116,10 @@ static int xvb_read_disk(struct xvb_dev *v, const struct xi_vblk_disk_io *io)
 	return 0;
 }
 
+/* XI_VBLK_GET_STATS of callers built before the worker fields. */
+#define XVB_GET_STATS_V0 \
+	_IOC(_IOC_READ, 'X', 2, offsetofend(struct xi_vblk_stats, ring_errors))
+
 static long xvb_ioctl(struct file *file, unsigned int cmd, unsigned long arg)
 {
 	struct xvb_dev *v = file->private_data;
@@ -921,14 +1139,15 @@ static long xvb_ioctl(struct file *file, unsigned int cmd, unsigned long arg)
 		return ret;
 	case XI_VBLK_STOP:
 		mutex_lock(&v->lock);
-		ret = v->thread ? 0 : -ENOTCONN;
+		ret = v->thread || v->vtsk ? 0 : -ENOTCONN;
 		xvb_stop(v);
 		WRITE_ONCE(v->state, XI_VBLK_IDLE);
 		mutex_unlock(&v->lock);
 		return ret;
 	case XI_VBLK_GET_STATS:
+	case XVB_GET_STATS_V0:
 		xvb_get_stats(v, &s);
-		return copy_to_user(argp, &s, sizeof(s)) ? -EFAULT : 0;
+		return copy_to_user(argp, &s, _IOC_SIZE(cmd)) ? -EFAULT : 0;
 	case XI_VBLK_READ_DISK:
 		if (copy_from_user(&io, argp, sizeof(io)))
 			return -EFAULT;
@@ -980,5 +1199,5 @@ static struct miscdevice xvb_misc = {
 
 module_misc_device(xvb_misc);
 
-MODULE_DESCRIPTION("kvm_xinterface sample: a RAM disk served to a KVM guest from a kthread");
+MODULE_DESCRIPTION("kvm_xinterface sample: a RAM disk served to a KVM guest from a kthread or a VMM thread");
 MODULE_LICENSE("GPL");
