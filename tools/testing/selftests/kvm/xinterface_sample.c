@@ -12,13 +12,30 @@
  * /dev/xi_vblk, runs the vCPU and reports.
  *
  *   xinterface_sample [-n requests] [-s request_bytes] [-q queue_size]
- *                     [-p] [-g]     # one run and a readable report
+ *                     [-p] [-g] [-w worker]  # one run and a readable report
  *   xinterface_sample -T            # the kselftest: TAP
+ *   xinterface_sample -B [-n requests] [-s request_bytes] [-q queue_size]
+ *                                   # the worker modes compared
  *
- * -p: the kthread polls the ring instead of waiting for kicks; -g: data
- * moves through kvm_xinterface_sg() instead of kvm_xinterface_copyv().
- * With CONFIG_FAULT_INJECTION, -T ends with fail-nth sweeps: every
- * allocation and user copy of start, serve and stop failed in turn.
+ * -p: the worker polls the ring instead of waiting for kicks; -g: data
+ * moves through kvm_xinterface_sg() instead of kvm_xinterface_copyv();
+ * -w: the device's worker, kthread-scope (a kthread with one use_mm scope
+ * per batch, the default), kthread (every copy switches mm itself) or
+ * vmm-task (a thread of this process, a vhost_task: no mm switch).  -T
+ * runs the main cases with each worker.  With CONFIG_FAULT_INJECTION, -T
+ * ends with fail-nth sweeps: every allocation and user copy of start,
+ * serve and stop failed in turn.
+ *
+ * -B times -n requests (default 16384) of -s bytes (default 512: the
+ * per-request cost, not the copy, dominates) with each worker, the three
+ * VMs taking turns in 8 rounds so that host load spreads over all, and
+ * prints one line per worker:
+ *   XI-SAMPLE-BENCH mode=M reqs=N bytes=B ns=T reqs_per_s=X ns_per_req=Y
+ * T is CLOCK_MONOTONIC time in this (the test) kernel around the guest's
+ * runs: under QEMU -icount shift=0,sleep=off, one ns per instruction the
+ * emulated CPU executed (the worker, KVM, and the guest's driver and
+ * polling), so ns_per_req is instructions per request.  The guest neither
+ * fills nor checks the data in -B (the TAP lines check the counts).
  */
 #define _GNU_SOURCE
 #include <dirent.h>
@@ -86,7 +103,7 @@
 
 enum {
 	G_TRAFFIC = 1, G_MALFORMED, G_BAD_INDEX, G_POST_NOWAIT, G_WAIT_ONE,
-	G_FAULT_BATCH,
+	G_FAULT_BATCH, G_BENCH,
 };
 
 struct gparams {
@@ -272,8 +289,9 @@ static uint64_t verify(const uint64_t *p, uint64_t sector, uint64_t words)
 /*
  * Post @n writes of the pattern of the sectors at the cursor and @n reads
  * of the same sectors into the read buffers; @write picks which half.
+ * @check false (G_BENCH): the write buffers are posted as they are.
  */
-static void g_post_batch(unsigned int n, bool write)
+static void g_post_batch(unsigned int n, bool write, bool check)
 {
 	uint64_t spr = P.req_size / SECTOR, words = P.req_size / 8;
 	unsigned int k;
@@ -284,7 +302,8 @@ static void g_post_batch(unsigned int n, bool write)
 		uint64_t wbuf = GPA_WBUF + k * P.req_size;
 
 		if (write) {
-			fill(GV(wbuf), cursor + k * spr, words);
+			if (check)
+				fill(GV(wbuf), cursor + k * spr, words);
 			post_req(k, VIRTIO_BLK_T_OUT, cursor + k * spr, wbuf);
 		} else {
 			post_req(k, VIRTIO_BLK_T_IN, cursor + k * spr,
@@ -294,8 +313,11 @@ static void g_post_batch(unsigned int n, bool write)
 	kick();
 }
 
-/* Write a batch of sectors, read them back elsewhere, check every byte. */
-static void g_traffic(uint64_t nreq)
+/*
+ * Write a batch of sectors, read them back elsewhere, check every byte
+ * (only the completions with @check false).
+ */
+static void g_traffic(uint64_t nreq, bool check)
 {
 	uint64_t spr = P.req_size / SECTOR, words = P.req_size / 8;
 	uint64_t target = R.requests + nreq;
@@ -305,13 +327,13 @@ static void g_traffic(uint64_t nreq)
 		n = (target - R.requests + 1) / 2;
 		if (n > P.depth)
 			n = P.depth;
-		g_post_batch(n, true);
+		g_post_batch(n, true, check);
 		if (!complete(n, 1))
 			return;
-		g_post_batch(n, false);
+		g_post_batch(n, false, check);
 		if (!complete(n, P.req_size + 1))
 			return;
-		for (k = 0; k < n; k++)
+		for (k = 0; k < n && check; k++)
 			R.bad_bytes += verify(GV(GPA_RBUF + k * P.req_size),
 					      cursor + k * spr, words);
 		R.requests += 2 * n;
@@ -518,10 +540,10 @@ static void g_fault_batch(uint64_t n)
 		R.fault_bad++;
 		return;
 	}
-	g_post_batch(n, true);
+	g_post_batch(n, true, true);
 	if (!collect_faulted(n, 1, wr))
 		return;
-	g_post_batch(n, false);
+	g_post_batch(n, false, true);
 	if (!collect_faulted(n, P.req_size + 1, rd))
 		return;
 	for (k = 0; k < n; k++)
@@ -552,7 +574,10 @@ static void guest_code(void)
 		GUEST_SYNC(0);
 		switch (READ_ONCE(C.op)) {
 		case G_TRAFFIC:
-			g_traffic(C.arg);
+			g_traffic(C.arg, true);
+			break;
+		case G_BENCH:
+			g_traffic(C.arg, false);
 			break;
 		case G_MALFORMED:
 			g_bad_case(C.arg);
@@ -591,7 +616,27 @@ static void guest_code(void)
 struct opts {
 	uint64_t requests, req_size, num;
 	bool poll, sg;
+	uint32_t worker;	/* XI_VBLK_WORKER_* */
 };
+
+static const char * const worker_name[] = {
+	[XI_VBLK_WORKER_KTHREAD_SCOPE] = "kthread-scope",
+	[XI_VBLK_WORKER_KTHREAD] = "kthread",
+	[XI_VBLK_WORKER_VMM_TASK] = "vmm-task",
+};
+
+#define NR_WORKERS	3
+
+/* What -T adds to the names of its cases: nothing for the default worker. */
+static const char *wtag(uint32_t worker)
+{
+	static char tag[NR_WORKERS][32];
+
+	if (worker == XI_VBLK_WORKER_KTHREAD_SCOPE)
+		return "";
+	snprintf(tag[worker], sizeof(tag[worker]), " [%s]", worker_name[worker]);
+	return tag[worker];
+}
 
 struct vmm {
 	struct kvm_vm *vm;
@@ -742,6 +787,7 @@ static void vmm_create(struct vmm *m, const struct opts *o)
 		.used_gpa = P.used_gpa,
 		.sectors = P.disk_sectors,
 		.flags = o->sg ? XI_VBLK_F_SG : 0,
+		.worker = o->worker,
 	};
 	/* To the guest's first GUEST_SYNC. */
 	guest_exec(m, 0, 0);
@@ -769,6 +815,106 @@ static uint64_t guest_errors(void)
 	return R.bad_bytes + R.bad_status + R.bad_used + R.timeouts;
 }
 
+/* ---- the worker ---- */
+
+static int cg_read(const char *dir, const char *file, char *buf, size_t size);
+static bool wait_for(bool (*cond)(void *), void *arg, double secs);
+
+/*
+ * The device's VMM thread (XI_VBLK_WORKER_VMM_TASK), named after the thread
+ * that started it, among this process's threads: its tid, or 0.
+ */
+static pid_t worker_thread(void)
+{
+	char want[32], dir[300], buf[32];
+	struct dirent *d;
+	pid_t tid = 0;
+	DIR *task;
+
+	snprintf(want, sizeof(want), "xi_vblk/%d", gettid());
+	task = opendir("/proc/self/task");
+	TEST_ASSERT(task, "opendir /proc/self/task");
+	while ((d = readdir(task))) {
+		if (d->d_name[0] == '.')
+			continue;
+		snprintf(dir, sizeof(dir), "/proc/self/task/%s", d->d_name);
+		if (cg_read(dir, "comm", buf, sizeof(buf)))
+			continue;	/* gone meanwhile */
+		buf[strcspn(buf, "\n")] = 0;
+		if (!strcmp(buf, want))
+			tid = atoi(d->d_name);
+	}
+	closedir(task);
+	return tid;
+}
+
+/* CPU time (ns) of a thread of this process, from schedstat; -1: unknown. */
+static int64_t thread_runtime(pid_t tid)
+{
+	char dir[64], buf[128];
+
+	snprintf(dir, sizeof(dir), "/proc/self/task/%d", tid);
+	if (cg_read(dir, "schedstat", buf, sizeof(buf)))
+		return -1;
+	return strtoll(buf, NULL, 10);
+}
+
+static bool no_worker_thread(void *arg)
+{
+	return !worker_thread();
+}
+
+/*
+ * Do the device's counters show the mm path its worker promises?  Every
+ * copy is counted by the path the API takes for it (current->mm compared
+ * with the VM's), so this checks rather than assumes that the VMM thread
+ * needs no mm switch and no scope.  Describes them in @why.
+ */
+static bool paths_ok(const struct xi_vblk_stats *s, uint32_t worker,
+		     char *why, size_t size)
+{
+	bool ok = s->worker == worker && !s->copies_remote;
+
+	snprintf(why, size,
+		 "%s worker: %lu use_mm scopes for %lu batches; copies: %lu in the VM's mm, %lu switching mm, %lu remote",
+		 worker_name[worker], (unsigned long)s->mm_scopes,
+		 (unsigned long)s->batches, (unsigned long)s->copies_own_mm,
+		 (unsigned long)s->copies_mm_switch,
+		 (unsigned long)s->copies_remote);
+	switch (worker) {
+	case XI_VBLK_WORKER_KTHREAD_SCOPE:
+		return ok && s->mm_scopes == s->batches && s->copies_own_mm &&
+		       !s->copies_mm_switch;
+	case XI_VBLK_WORKER_KTHREAD:
+		return ok && !s->mm_scopes && !s->copies_own_mm &&
+		       s->copies_mm_switch;
+	case XI_VBLK_WORKER_VMM_TASK:
+		return ok && !s->mm_scopes && s->copies_own_mm &&
+		       !s->copies_mm_switch;
+	}
+	return false;
+}
+
+/*
+ * Is the worker where its mode puts it?  The VMM thread is a thread of
+ * this process that has run (its CPU time is this process's); the
+ * kthreads are not.
+ */
+static bool where_ok(uint32_t worker, char *why, size_t size)
+{
+	pid_t tid = worker_thread();
+	int64_t rt = tid ? thread_runtime(tid) : -1;
+
+	if (worker != XI_VBLK_WORKER_VMM_TASK) {
+		snprintf(why, size, "no thread of the VMM serves it (%d)", tid);
+		return !tid;
+	}
+	snprintf(why, size,
+		 "served by thread %d of the VMM, xi_vblk/%d, %ld us of CPU time charged to the VMM",
+		 tid, gettid(), (long)(rt / 1000));
+	return tid && rt > 0;
+}
+
 /* ---- make run: one run, a readable report ---- */
 
 static int run_report(const struct opts *o)
@@ -790,7 +936,8 @@ static int run_report(const struct opts *o)
 	s = dev_stats(m.dev);
 	calls = call_count(&m);
 
-	printf("xi_vblk: a RAM disk served to a KVM guest by a kthread through kvm_xinterface\n");
+	printf("xi_vblk: a RAM disk served to a KVM guest by a %s through kvm_xinterface\n",
+	       o->worker == XI_VBLK_WORKER_VMM_TASK ? "thread of the VMM" : "kthread");
 	printf("  queue           %lu entries, %lu requests in flight, %lu-byte requests,",
 	       o->num, P.depth, o->req_size);
 	printf(" %lu KiB disk\n", P.disk_sectors * SECTOR / 1024);
@@ -812,7 +959,12 @@ static int run_report(const struct opts *o)
 	printf("  time            %.3f s\n", t);
 	printf("  throughput      %.0f requests/s, %.2f MiB/s\n",
 	       R.requests / t, R.bytes / t / 1048576.0);
-	printf("  kthread         %lu wakeups, %lu batches, %lu calls (VMM read %lu),",
+	printf("  worker          %s: %lu use_mm scopes; copies %lu in the VM's mm,",
+	       worker_name[o->worker], (unsigned long)s.mm_scopes,
+	       (unsigned long)s.copies_own_mm);
+	printf(" %lu switching mm, %lu remote\n",
+	       (unsigned long)s.copies_mm_switch, (unsigned long)s.copies_remote);
+	printf("  wakeups         %lu wakeups, %lu batches, %lu calls (VMM read %lu),",
 	       (unsigned long)s.wakeups, (unsigned long)s.batches,
 	       (unsigned long)s.calls, calls);
 	printf(" %lu ring refreshes\n", (unsigned long)s.ring_refreshes);
@@ -829,7 +981,7 @@ static int run_report(const struct opts *o)
 	    (unsigned long)(s.bytes_read + s.bytes_written),
 	    (unsigned long)s.bad_requests);
 	tap(!ioctl(m.dev, XI_VBLK_STOP) && dev_stats(m.dev).state == XI_VBLK_IDLE,
-	    "device: XI_VBLK_STOP stops the kthread and drops the VM");
+	    "device: XI_VBLK_STOP stops the worker and drops the VM");
 	close(m.dev);
 	vmm_destroy(&m);
 	ksft_set_plan(ksft_test_num());	/* the plan comes last */
@@ -859,13 +1011,15 @@ static const char * const bad_case_name[NR_BAD_CASES] = {
 	"no writable descriptor",
 };
 
-static void test_traffic(const char *what, struct opts o)
+static void test_traffic(const char *name, struct opts o)
 {
+	char what[64], why[256];
 	struct xi_vblk_stats s;
 	struct vmm m = {};
 	uint64_t calls;
 	int ret;
 
+	snprintf(what, sizeof(what), "%s%s", name, wtag(o.worker));
 	m.dev = dev_open();
 	vmm_create(&m, &o);
 	ret = dev_start(m.dev, &m.cfg);
@@ -886,12 +1040,37 @@ static void test_traffic(const char *what, struct opts o)
 	    (unsigned long)(s.bytes_read + s.bytes_written),
 	    (unsigned long)s.calls, calls, (unsigned long)s.cache_hits,
 	    (unsigned long)s.cache_misses);
+	tap(paths_ok(&s, o.worker, why, sizeof(why)), "%s: %s", what, why);
+	tap(where_ok(o.worker, why, sizeof(why)), "%s: %s", what, why);
 	tap(!ioctl(m.dev, XI_VBLK_STOP) &&
-	    dev_stats(m.dev).state == XI_VBLK_IDLE,
-	    "%s: XI_VBLK_STOP stops the kthread", what);
+	    dev_stats(m.dev).state == XI_VBLK_IDLE &&
+	    wait_for(no_worker_thread, NULL, 5),
+	    "%s: XI_VBLK_STOP stops the worker", what);
 out:
 	close(m.dev);
 	vmm_destroy(&m);
+}
+
+/*
+ * XI_VBLK_START from a forked child, which holds the VM fd and the device
+ * but not the VM's mm: its errno.
+ */
+static int start_not_owner(int dev, struct xi_vblk_config *c)
+{
+	int st, ret;
+	pid_t pid;
+
+	fflush(stdout);
+	pid = fork();
+	TEST_ASSERT(pid >= 0, "fork");
+	if (!pid)
+		_exit(-dev_start(dev, c));
+	TEST_ASSERT(waitpid(pid, &st, 0) == pid && WIFEXITED(st), "child");
+	ret = -WEXITSTATUS(st);
+	/* It must not have started a queue that the parent would then see. */
+	if (!ret)
+		ioctl(dev, XI_VBLK_STOP);
+	return ret;
 }
 
 static void test_start_errors(void)
@@ -922,6 +1101,13 @@ static void test_start_errors(void)
 	c = m.cfg;
 	c.kick_fd = nul;
 	tap(dev_start(m.dev, &c) == -EINVAL, "start: kick fd not an eventfd gives EINVAL");
+	c = m.cfg;
+	c.worker = NR_WORKERS;
+	tap(dev_start(m.dev, &c) == -EINVAL, "start: unknown worker gives EINVAL");
+	c = m.cfg;
+	c.worker = XI_VBLK_WORKER_VMM_TASK;
+	tap(start_not_owner(m.dev, &c) == -EIO,
+	    "start: vmm-task worker from a process that does not own the VM gives EIO");
 	tap(ioctl(m.dev, XI_VBLK_STOP) == -1 && errno == ENOTCONN,
 	    "stop: not started gives ENOTCONN");
 	tap(dev_start(m.dev, &m.cfg) == 0, "start: good configuration");
@@ -931,9 +1117,11 @@ static void test_start_errors(void)
 	vmm_destroy(&m);
 }
 
-static void test_malformed(void)
+static void test_malformed(uint32_t worker)
 {
-	struct opts o = { .requests = 64, .req_size = 4096, .num = 64 };
+	struct opts o = { .requests = 64, .req_size = 4096, .num = 64,
+			  .worker = worker };
+	const char *w = wtag(worker);
 	struct xi_vblk_stats s;
 	struct vmm m = {};
 	unsigned int c, bad = 0;
@@ -944,32 +1132,36 @@ static void test_malformed(void)
 	for (c = 0; c < NR_BAD_CASES; c++) {
 		guest_exec(&m, G_MALFORMED, c);
 		tap(R.case_ok[c] && !R.timeouts,
-		    "malformed: %s: rejected alone (used len %lu, status %#lx)",
-		    bad_case_name[c], R.case_got[c] >> 8, R.case_got[c] & 0xff);
+		    "malformed%s: %s: rejected alone (used len %lu, status %#lx)",
+		    w, bad_case_name[c], R.case_got[c] >> 8,
+		    R.case_got[c] & 0xff);
 		bad++;
 	}
 	guest_exec(&m, G_TRAFFIC, o.requests);
 	tap(!guest_errors() && R.requests == o.requests,
-	    "malformed: the device goes on serving: %lu requests, every byte right",
-	    R.requests);
+	    "malformed%s: the device goes on serving: %lu requests, every byte right",
+	    w, R.requests);
 	guest_exec(&m, G_BAD_INDEX, 0);
-	tap(!R.completed, "malformed: garbage available index completes nothing");
+	tap(!R.completed, "malformed%s: garbage available index completes nothing",
+	    w);
 	guest_exec(&m, G_TRAFFIC, o.requests);
 	s = dev_stats(m.dev);
 	tap(!guest_errors() && R.requests == 2 * o.requests && s.ring_errors >= 1,
-	    "malformed: after a garbage index the ring works again (%lu ring errors)",
-	    (unsigned long)s.ring_errors);
+	    "malformed%s: after a garbage index the ring works again (%lu ring errors)",
+	    w, (unsigned long)s.ring_errors);
 	tap(s.bad_requests == bad && s.requests == R.requests + bad &&
 	    s.state == XI_VBLK_RUNNING,
-	    "malformed: device counted %lu bad requests of %lu (want %u), still running",
-	    (unsigned long)s.bad_requests, (unsigned long)s.requests, bad);
+	    "malformed%s: device counted %lu bad requests of %lu (want %u), still running",
+	    w, (unsigned long)s.bad_requests, (unsigned long)s.requests, bad);
 	close(m.dev);
 	vmm_destroy(&m);
 }
 
-static void test_stop_restart(void)
+static void test_stop_restart(uint32_t worker)
 {
-	struct opts o = { .requests = 32, .req_size = 4096, .num = 64 };
+	struct opts o = { .requests = 32, .req_size = 4096, .num = 64,
+			  .worker = worker };
+	const char *w = wtag(worker);
 	struct vmm m = {};
 
 	m.dev = dev_open();
@@ -977,16 +1169,18 @@ static void test_stop_restart(void)
 	TEST_ASSERT(!dev_start(m.dev, &m.cfg), "start");
 	guest_exec(&m, G_TRAFFIC, o.requests);
 	tap(!ioctl(m.dev, XI_VBLK_STOP) && dev_stats(m.dev).state == XI_VBLK_IDLE,
-	    "stop ioctl: kthread stopped (state idle)");
+	    "stop ioctl%s: worker stopped (state idle)", w);
 	guest_exec(&m, G_POST_NOWAIT, 300);
-	tap(!R.completed, "stop ioctl: a request posted after stop is not served");
-	tap(!dev_start(m.dev, &m.cfg), "stop ioctl: start again");
+	tap(!R.completed, "stop ioctl%s: a request posted after stop is not served",
+	    w);
+	tap(!dev_start(m.dev, &m.cfg), "stop ioctl%s: start again", w);
 	guest_exec(&m, G_WAIT_ONE, 0);
-	tap(R.completed, "stop ioctl: the pending request is served after restart");
+	tap(R.completed, "stop ioctl%s: the pending request is served after restart",
+	    w);
 	guest_exec(&m, G_TRAFFIC, o.requests);
 	tap(!guest_errors() && R.requests == 2 * o.requests,
-	    "stop ioctl: data written before the stop reads back after restart (%lu errors)",
-	    guest_errors());
+	    "stop ioctl%s: data written before the stop reads back after restart (%lu errors)",
+	    w, guest_errors());
 	close(m.dev);
 	vmm_destroy(&m);
 }
@@ -1460,9 +1654,10 @@ static const char *vendor(void)
 }
 
 /* Child VMM: traffic until killed.  @dev < 0: open its own device. */
-static void child_vmm(int dev, bool close_vm_fd)
+static void child_vmm(int dev, bool close_vm_fd, uint32_t worker)
 {
-	struct opts o = { .requests = 1 << 30, .req_size = 4096, .num = 64 };
+	struct opts o = { .requests = 1 << 30, .req_size = 4096, .num = 64,
+			  .worker = worker };
 	struct vmm m = {};
 
 	m.dev = dev >= 0 ? dev : dev_open();
@@ -1518,52 +1713,140 @@ static bool refs_back(void *arg)
  * and the state store, which no timing from userspace hits on purpose.  A
  * test could only ever pass.
  */
-static void test_vmm_exit(void)
+/*
+ * The kthreads see -ESRCH once the VMM's mm is gone; the VMM thread gets
+ * the SIGKILL of its thread group and stops through vhost_task's
+ * handle_kill.  Both end DEAD with ESRCH and free the VM.
+ */
+static void test_vmm_exit(uint32_t worker)
 {
+	const char *w = wtag(worker);
 	struct xi_vblk_stats s;
 	struct refs r;
 	int dev, st;
 	pid_t pid;
 	bool ok;
 
-	/* The device outlives the VMM: the kthread sees ESRCH and stops. */
+	/* The device outlives the VMM: the worker stops by itself. */
 	r.vendor = module_refcnt(vendor());
 	dev = dev_open();
+	fflush(stdout);
 	pid = fork();
 	TEST_ASSERT(pid >= 0, "fork");
 	if (!pid)
-		child_vmm(dev, false);
+		child_vmm(dev, false, worker);
 	ok = wait_for(dev_busy, &dev, 60);
 	kill(pid, SIGKILL);
 	waitpid(pid, &st, 0);
-	tap(ok && WIFSIGNALED(st), "VMM exit: child VMM killed mid-traffic after %lu requests",
-	    (unsigned long)dev_stats(dev).requests);
+	tap(ok && WIFSIGNALED(st), "VMM exit%s: child VMM killed mid-traffic after %lu requests",
+	    w, (unsigned long)dev_stats(dev).requests);
 	ok = wait_for(dev_dead, &dev, 30);
 	s = dev_stats(dev);
-	tap(ok && s.error == ESRCH,
-	    "VMM exit: the kthread stopped by itself with ESRCH (state %u, error %u)",
-	    s.state, s.error);
+	tap(ok && s.error == ESRCH && s.worker == worker,
+	    "VMM exit%s: the worker stopped by itself with ESRCH (state %u, error %u)",
+	    w, s.state, s.error);
 	r.sample = module_refcnt("xi_vblk");
 	tap(wait_for(refs_back, &r, 30),
-	    "VMM exit: the orphaned VM is freed (%s refcnt %ld)", vendor(),
+	    "VMM exit%s: the orphaned VM is freed (%s refcnt %ld)", w, vendor(),
 	    module_refcnt(vendor()));
 	tap(!ioctl(dev, XI_VBLK_STOP) && dev_stats(dev).state == XI_VBLK_IDLE,
-	    "VMM exit: stop after the kthread died");
+	    "VMM exit%s: stop after the worker died", w);
 	close(dev);
 
 	/* The VMM owns the device and closed its VM fd: release stops all. */
 	r.sample = module_refcnt("xi_vblk");
+	fflush(stdout);
 	pid = fork();
 	TEST_ASSERT(pid >= 0, "fork");
 	if (!pid)
-		child_vmm(-1, true);
+		child_vmm(-1, true, worker);
 	/* No handle on the device here: give the child time to serve. */
 	sleep(3);
 	kill(pid, SIGKILL);
 	waitpid(pid, &st, 0);
 	tap(WIFSIGNALED(st) && wait_for(refs_back, &r, 30),
-	    "VMM exit: VMM with closed VM fd killed; device released, VM freed (xi_vblk refcnt %ld, %s refcnt %ld)",
-	    module_refcnt("xi_vblk"), vendor(), module_refcnt(vendor()));
+	    "VMM exit%s: VMM with closed VM fd killed; device released, VM freed (xi_vblk refcnt %ld, %s refcnt %ld)",
+	    w, module_refcnt("xi_vblk"), vendor(), module_refcnt(vendor()));
+}
+
+/* ---- -B: the worker modes compared ---- */
+
+#define BENCH_ROUNDS	8
+
+/* Bench order: the three workers, cheapest switch last. */
+static const uint32_t bench_order[NR_WORKERS] = {
+	XI_VBLK_WORKER_KTHREAD, XI_VBLK_WORKER_KTHREAD_SCOPE,
+	XI_VBLK_WORKER_VMM_TASK,
+};
+
+static uint64_t now_ns(void)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return t.tv_sec * 1000000000ull + t.tv_nsec;
+}
+
+/*
+ * One VM and device per worker, all in this process (the VMM thread must
+ * be started by the VM's owner); after a warm-up, BENCH_ROUNDS rounds in
+ * which each VM serves its share in turn.  Only the guest's runs are
+ * timed.
+ */
+static int run_bench(const struct opts *base)
+{
+	uint64_t ns[NR_WORKERS] = {}, done[NR_WORKERS] = {}, t0, per, want;
+	struct xi_vblk_stats s;
+	struct vmm m[NR_WORKERS] = {};
+	struct gresult res[NR_WORKERS];
+	struct opts o = *base;
+	char why[256];
+	int i, r, ret;
+
+	per = (o.requests / BENCH_ROUNDS + 1) & ~1ull;
+	for (i = 0; i < NR_WORKERS; i++) {
+		o.worker = bench_order[i];
+		m[i].dev = dev_open();
+		vmm_create(&m[i], &o);
+		ret = dev_start(m[i].dev, &m[i].cfg);
+		TEST_ASSERT(!ret, "XI_VBLK_START (%s): %s",
+			    worker_name[o.worker], strerror(-ret));
+		/* Warm-up: the disk, the buffers and the caches. */
+		guest_exec(&m[i], G_BENCH, 2 * P.depth);
+		res[i] = R;
+	}
+	for (r = 0; r < BENCH_ROUNDS; r++) {
+		for (i = 0; i < NR_WORKERS; i++) {
+			t0 = now_ns();
+			guest_exec(&m[i], G_BENCH, per);
+			ns[i] += now_ns() - t0;
+			done[i] += R.requests - res[i].requests;
+			res[i] = R;
+		}
+	}
+	for (i = 0; i < NR_WORKERS; i++) {
+		uint32_t w = bench_order[i];
+
+		s = dev_stats(m[i].dev);
+		want = 2 * P.depth + BENCH_ROUNDS * per;
+		tap(done[i] == BENCH_ROUNDS * per && !res[i].timeouts &&
+		    !res[i].bad_status && !res[i].bad_used &&
+		    s.requests == want && !s.bad_requests &&
+		    paths_ok(&s, w, why, sizeof(why)),
+		    "bench %s: %lu requests timed, %lu served in all; %s",
+		    worker_name[w], done[i], (unsigned long)s.requests, why);
+		printf("XI-SAMPLE-BENCH mode=%s reqs=%lu bytes=%lu ns=%lu",
+		       worker_name[w], done[i], done[i] * o.req_size, ns[i]);
+		printf(" reqs_per_s=%.1f ns_per_req=%.1f\n",
+		       ns[i] ? done[i] * 1e9 / ns[i] : 0.0,
+		       done[i] ? (double)ns[i] / done[i] : 0.0);
+		fflush(stdout);
+		ioctl(m[i].dev, XI_VBLK_STOP);
+		close(m[i].dev);
+		vmm_destroy(&m[i]);
+	}
+	ksft_set_plan(ksft_test_num());	/* the plan comes last */
+	ksft_finished();
 }
 
 /* ---- fault injection: fail-nth sweeps of start, serve and stop ---- */
@@ -2055,19 +2338,34 @@ out:
 	close(nth);
 }
 
+static uint32_t parse_worker(const char *name)
+{
+	uint32_t w;
+
+	for (w = 0; w < NR_WORKERS; w++) {
+		if (!strcmp(name, worker_name[w]))
+			return w;
+	}
+	TEST_FAIL("-w: kthread-scope, kthread or vmm-task, not %s", name);
+	return 0;
+}
+
 int main(int argc, char *argv[])
 {
 	struct opts o = { .requests = 16384, .req_size = 4096, .num = 256 };
-	bool kselftest = false;
+	bool kselftest = false, bench = false, n_set = false, s_set = false;
+	uint32_t w;
 	int c;
 
-	while ((c = getopt(argc, argv, "n:s:q:pgTh")) != -1) {
+	while ((c = getopt(argc, argv, "n:s:q:pgw:TBh")) != -1) {
 		switch (c) {
 		case 'n':
 			o.requests = strtoull(optarg, NULL, 0);
+			n_set = true;
 			break;
 		case 's':
 			o.req_size = strtoull(optarg, NULL, 0);
+			s_set = true;
 			break;
 		case 'q':
 			o.num = strtoull(optarg, NULL, 0);
@@ -2078,14 +2376,27 @@ int main(int argc, char *argv[])
 		case 'g':
 			o.sg = true;
 			break;
+		case 'w':
+			o.worker = parse_worker(optarg);
+			break;
 		case 'T':
 			kselftest = true;
 			break;
+		case 'B':
+			bench = true;
+			break;
 		default:
 			printf("usage: %s [-n requests] [-s request_bytes]", argv[0]);
-			printf(" [-q queue_size] [-p] [-g] | -T\n");
+			printf(" [-q queue_size] [-p] [-g]");
+			printf(" [-w kthread-scope|kthread|vmm-task] | -T | -B\n");
 			return c == 'h' ? 0 : 1;
 		}
+	}
+	if (bench) {
+		if (!n_set)
+			o.requests = 16384;
+		if (!s_set)
+			o.req_size = 512;
 	}
 	TEST_ASSERT(o.req_size && o.req_size % SECTOR == 0 &&
 		    o.req_size <= XI_VBLK_MAX_REQUEST,
@@ -2096,19 +2407,24 @@ int main(int argc, char *argv[])
 	o.requests += o.requests & 1;	/* writes and reads come in pairs */
 
 	ksft_print_header();
+	if (bench)
+		return run_bench(&o);
 	if (!kselftest)
 		return run_report(&o);
 
 	test_start_errors();
-	test_traffic("kick", (struct opts){ 2048, 4096, 256, false, false });
-	test_traffic("large", (struct opts){ 64, 256 << 10, 64, false, false });
-	test_traffic("polling", (struct opts){ 512, 4096, 64, true, false });
-	test_traffic("sg", (struct opts){ 512, 8192, 64, false, true });
-	test_malformed();
-	test_stop_restart();
+	/* The main cases with each worker; the default one first. */
+	for (w = 0; w < NR_WORKERS; w++) {
+		test_traffic("kick", (struct opts){ 2048, 4096, 256, false, false, w });
+		test_traffic("large", (struct opts){ 64, 256 << 10, 64, false, false, w });
+		test_traffic("polling", (struct opts){ 512, 4096, 64, true, false, w });
+		test_traffic("sg", (struct opts){ 512, 8192, 64, false, true, w });
+		test_malformed(w);
+		test_stop_restart(w);
+		test_vmm_exit(w);
+	}
 	test_memcg();
 	test_churn_dirty();
-	test_vmm_exit();
 	test_fail_nth();
 	ksft_set_plan(ksft_test_num());	/* the plan comes last */
 	ksft_finished();
