@@ -23,7 +23,8 @@ JOBS=${3:-2}
 SERIES=$BUILD/series
 GITREPO=$BUILD/series-git
 AM=$BUILD/series-am
-TREE=$BUILD/tree
+# SERIES_TREE: compare with another tree than build/tree (to test this).
+TREE=${SERIES_TREE:-$BUILD/tree}
 OBJS=$BUILD/obj-series
 TESTS=$BUILD/series-tests
 LOGS=$BUILD/series-logs
@@ -77,7 +78,9 @@ fi
 # stay valid between runs (no work-tree file is ever written by this).
 T=(env GIT_INDEX_FILE="$BUILD/series-tree.index" git -c core.abbrev=12
 	--git-dir="$AM/.git" --work-tree="$TREE")
-"${T[@]}" read-tree -m HEAD
+# --reset: take HEAD, keeping the stat data of entries whose content is
+# unchanged; never -u (that would write into build/tree).
+"${T[@]}" read-tree --reset HEAD || die "cannot read HEAD into $BUILD/series-tree.index"
 "${T[@]}" update-index -q --refresh >/dev/null
 excl=()
 for e in "${TREE_EXTRA[@]}"; do excl+=(--exclude="$e"); done
@@ -86,7 +89,7 @@ extra=$("${T[@]}" ls-files --others --directory "${excl[@]}")
 if [ -z "$changed$extra" ]; then
 	pass "git am result equals build/tree ($("${A[@]}" diff --name-only base HEAD | wc -l) files changed by the series)"
 else
-	echo "build/tree differs from the series applied to the pristine source:"
+	echo "build/tree (b/) differs from the series applied to the pristine source (a/):"
 	[ -z "$changed" ] || { echo "$changed"; "${T[@]}" diff --stat=120; "${T[@]}" diff | head -200; }
 	[ -z "$extra" ] || { echo "only in build/tree:"; echo "$extra" | sed 's/^/  /'; }
 	fail "git am result equals build/tree"
