@@ -124,10 +124,14 @@ unset GIT_INDEX_FILE
 
 # The series, with the cover letter's subject and text from harness/series/cover.
 rm -rf "$OUT.tmp"
-"${G[@]}" format-patch -q --cover-letter --base="$base" -o "$OUT.tmp" \
+# No --base: the base commit exists only in build/series-git (it is the
+# Debian source as unpacked, not an upstream commit); the cover letter
+# names the source instead (@BASE@).
+"${G[@]}" format-patch -q --cover-letter -o "$OUT.tmp" \
 	"$base..$parent"
 cover_subject=$(head -n 1 "$COVER")
-cover_body=$(tail -n +3 "$COVER")
+cover_body=$(tail -n +3 "$COVER" |
+	sed "s|@BASE@|$("${G[@]}" log -1 --format=%s "$base")|")
 # git dates the cover letter now: give it the last patch's date instead.
 cover_date=$("${G[@]}" log -1 --format=%aD "$parent")
 cl=$OUT.tmp/0000-cover-letter.patch
