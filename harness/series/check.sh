@@ -47,7 +47,12 @@ finish() {
 	exit
 }
 
-mapfile -t patches < <(cd "$SERIES" && ls [0-9][0-9][0-9][0-9]-*.patch | grep -v '^0000-')
+patches=()
+for f in "$SERIES"/[0-9][0-9][0-9][0-9]-*.patch; do
+	[ -e "$f" ] || continue
+	f=${f##*/}
+	[ "${f#0000-}" != "$f" ] || patches+=("$f")
+done
 [ ${#patches[@]} -gt 0 ] || die "no patches in $SERIES: run make series"
 rm -rf "$LOGS"
 mkdir -p "$LOGS"
@@ -61,8 +66,9 @@ if [ ! -d "$AM/.git" ]; then
 fi
 "${A[@]}" fetch -q "$GITREPO" +refs/heads/base:refs/heads/base
 "${A[@]}" am --abort >/dev/null 2>&1
-"${A[@]}" checkout -q -f --detach base &&
-	"${A[@]}" clean -q -f -d -x || die "cannot reset $AM to the base commit"
+if ! "${A[@]}" checkout -q -f --detach base || ! "${A[@]}" clean -q -f -d -x; then
+	die "cannot reset $AM to the base commit"
+fi
 [ -z "$("${A[@]}" status --porcelain --ignored)" ] || die "$AM is not pristine after reset"
 if "${A[@]}" am -q --committer-date-is-author-date \
 	"${patches[@]/#/$SERIES/}" > "$LOGS/am.log" 2>&1; then
@@ -90,7 +96,14 @@ if [ -z "$changed$extra" ]; then
 	pass "git am result equals build/tree ($("${A[@]}" diff --name-only base HEAD | wc -l) files changed by the series)"
 else
 	echo "build/tree (b/) differs from the series applied to the pristine source (a/):"
-	[ -z "$changed" ] || { echo "$changed"; "${T[@]}" diff --stat=120; "${T[@]}" diff | head -200; }
+	if [ -n "$changed" ]; then
+		echo "$changed"
+		"${T[@]}" diff --stat=120
+		"${T[@]}" diff > "$LOGS/tree.diff"
+		head -n 200 "$LOGS/tree.diff"
+		echo "(the whole diff: ${LOGS#"$REPO"/}/tree.diff)"
+	fi
+	# shellcheck disable=SC2001
 	[ -z "$extra" ] || { echo "only in build/tree:"; echo "$extra" | sed 's/^/  /'; }
 	fail "git am result equals build/tree"
 fi
@@ -162,7 +175,10 @@ for c in "${commits[@]}"; do
 	unres=
 	if [ -s "$LOGS/kernel-exports" ] && [ $ok = 1 ]; then
 		for m in "${mods[@]}"; do
-			[ -f "$OBJS/$m" ] || { unres+="$m: not built"$'\n'; continue; }
+			[ -f "$OBJS/$m" ] || unres+="$m: not built"$'\n'
+		done
+		for m in "${mods[@]}"; do
+			[ -f "$OBJS/$m" ] || continue
 			nm "$OBJS/$m" | sed -n 's/^[0-9a-f]* [A-Za-z] __export_symbol_//p'
 		done | cat - "$LOGS/kernel-exports" | LC_ALL=C sort -u > "$LOGS/exports"
 		for m in "${mods[@]}"; do
@@ -170,7 +186,7 @@ for c in "${commits[@]}"; do
 			[ -f "$o" ] || continue
 			u=$(nm -u "$o" | awk '$2 != "__this_module" { print $2 }' | LC_ALL=C sort -u |
 				LC_ALL=C comm -23 - "$LOGS/exports")
-			[ -z "$u" ] || unres+="$m: undefined: $(echo $u)"$'\n'
+			[ -z "$u" ] || unres+="$m: undefined: ${u//$'\n'/ }"$'\n'
 		done
 		[ -z "$unres" ] || ok=0
 	fi
@@ -196,7 +212,7 @@ for c in "${commits[@]}"; do
 		grep -v '^tools/' || true)
 	if [ -n "$kdoc" ]; then
 		kd=$(cd "$AM" && echo "$kdoc" | xargs scripts/kernel-doc -none 2>&1)
-		echo "== kernel-doc -none $(echo $kdoc)" >> "$log"
+		echo "== kernel-doc -none ${kdoc//$'\n'/ }" >> "$log"
 		[ -z "$kd" ] || { echo "$kd" >> "$log"; warn+=$'\n'"$kd"; ok=0; }
 	fi
 	secs=$(( $(date +%s) - t0 ))

@@ -24,7 +24,7 @@ die() { echo "series: $*" >&2; exit 1; }
 # Made once (hashing 1.7 GB takes a minute or two); redone when SRC or
 # its Makefile's mtime changes.
 base_repo() {
-	local build=$1 src=$2 repo=$1/series-git key tree commit ver
+	local src=$2 repo=$1/series-git key tree commit ver
 	key="$src $(stat -c %Y "$src/Makefile")"
 	if [ -f "$repo/xi-base-key" ] && [ "$(cat "$repo/xi-base-key")" = "$key" ] &&
 	   g --git-dir="$repo" rev-parse -q --verify refs/heads/base >/dev/null; then
