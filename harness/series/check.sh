@@ -215,6 +215,17 @@ for c in "${commits[@]}"; do
 		echo "== kernel-doc -none ${kdoc//$'\n'/ }" >> "$log"
 		[ -z "$kd" ] || { echo "$kd" >> "$log"; warn+=$'\n'"$kd"; ok=0; }
 	fi
+	# A page the patch adds must be reachable from its directory's other
+	# pages (a toctree entry or a :doc: link), or Sphinx warns about it.
+	while IFS= read -r f; do
+		[ -n "$f" ] || continue
+		page=${f##*/}
+		page=${page%.rst}
+		if ! (cd "$AM/$(dirname "$f")" && grep -lw -e "$page" -- *.rst | grep -qvx "$page.rst"); then
+			warn+=$'\n'"$f: in no toctree or :doc: link of $(dirname "$f")/"
+			ok=0
+		fi
+	done < <("${A[@]}" diff-tree --no-commit-id --name-only -r --diff-filter=A "$c" -- 'Documentation/*.rst')
 	secs=$(( $(date +%s) - t0 ))
 	if [ $ok = 1 ]; then
 		pass "$name: builds (W=1: ${dirs[*]}${tests[*]:+; kselftests: ${tests[*]##*/}}) in ${secs}s"
