@@ -125,6 +125,7 @@ if [ -f "$BUILD/obj/Module.symvers" ]; then
 		LC_ALL=C sort -u > "$LOGS/kernel-exports"
 else
 	: > "$LOGS/kernel-exports"
+	echo "  SERIES  no build/obj/Module.symvers (run make first): symbols not checked"
 fi
 mapfile -t commits < <("${A[@]}" rev-list --reverse base..HEAD)
 end=$("${A[@]}" rev-parse HEAD)
