@@ -57,6 +57,17 @@ done
 rm -rf "$LOGS"
 mkdir -p "$LOGS"
 
+# --- 0. the same inputs give the same bytes -------------------------------
+if SERIES_OUT=$BUILD/series-again SERIES_REF=refs/heads/series-again \
+	"$REPO/harness/series/mkseries.sh" "$REPO" "$BUILD" >/dev/null &&
+   diff -r "$SERIES" "$BUILD/series-again" > "$LOGS/again.diff"; then
+	pass "make series again gives the same bytes"
+else
+	head -n 40 "$LOGS/again.diff"
+	fail "make series again gives the same bytes (inputs changed since make series?)"
+fi
+rm -rf "$BUILD/series-again"
+
 # --- 1. git am onto a fresh pristine tree, compare with build/tree ---------
 A=(g -C "$AM")
 if [ ! -d "$AM/.git" ]; then

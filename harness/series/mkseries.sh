@@ -19,7 +19,10 @@ BUILD=$2
 MANIFEST=$REPO/harness/series/manifest
 COVER=$REPO/harness/series/cover
 GITREPO=$BUILD/series-git
-OUT=$BUILD/series
+# SERIES_OUT: write elsewhere (series-check regenerates to compare).
+OUT=${SERIES_OUT:-$BUILD/series}
+# SERIES_REF: the branch of build/series-git that gets the last commit.
+REF=${SERIES_REF:-refs/heads/series}
 
 [ -f "$BUILD/tree/.xi-source" ] || die "build/tree is not prepared: run make tree"
 SRC=$(cat "$BUILD/tree/.xi-source")
@@ -119,7 +122,7 @@ for ((i = 0; i <= n; i++)); do
 		GIT_AUTHOR_DATE=$date GIT_COMMITTER_DATE=$date \
 		"${G[@]}" commit-tree "$tree" -p "$parent" -F -)
 done
-"${G[@]}" update-ref refs/heads/series "$parent"
+"${G[@]}" update-ref "$REF" "$parent"
 unset GIT_INDEX_FILE
 
 # The series, with the cover letter's subject and text from harness/series/cover.
