@@ -5,7 +5,8 @@
 #   make series        build/series/: 0000-cover-letter.patch and the
 #                      numbered patches, generated from the files the
 #                      overlay and patches/ use (harness/series/mkseries.sh)
-#   make series-check  git am the series onto a fresh pristine tree and
+#   make series-check  make the series again (same bytes?), git am it
+#                      onto a fresh pristine tree and
 #                      compare the result with build/tree; then, per
 #                      patch, build what it affects (W=1, build/obj-series,
 #                      the debug config of make check: allnoconfig plus
