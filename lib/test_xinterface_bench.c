@@ -58,6 +58,7 @@ struct xb_thread {
 	u64 gpa[2];			/* operation i uses [i & alt] */
 	u64 hva[2];
 	struct kvm_xrange ranges[2][XB_FRAGS];
+	u64 hva_frag[2][XB_FRAGS];	/* the VMM's address of each range */
 	struct kvm_xvmap *map[2];
 	struct kvm_xsg *sg[2];
 	struct kvm_xcache cache;
@@ -93,6 +94,20 @@ static void xb_barrier_wait(struct xb_barrier *bar)
 	}
 	spin_unlock(&bar->lock);
 	wait_event(bar->wq, READ_ONCE(bar->gen) != gen);
+}
+
+/* The lock of the XB_M_RWLOCK row: what a vmap section takes. */
+static DEFINE_RWLOCK(xb_rwlock);
+
+/* The mm switch of the vfio pattern and of a per-call kthread copy. */
+static int xb_mm_switch(struct mm_struct *mm)
+{
+	if (!mmget_not_zero(mm))
+		return -ESRCH;
+	kthread_use_mm(mm);
+	kthread_unuse_mm(mm);
+	mmput(mm);
+	return 0;
 }
 
 /* The vfio_dma_rw() pattern: the mm switch is paid on every call. */
@@ -153,6 +168,51 @@ static int xb_sg(struct xb_thread *t, unsigned int k, bool write)
 				      len);
 	kvm_xsg_free(sg);
 	return n == len ? 0 : -EIO;
+}
+
+static int xb_sg_build(struct xb_thread *t, unsigned int k, bool write)
+{
+	struct kvm_xsg *sg;
+
+	sg = kvm_xinterface_sg(t->row->intf, t->ranges[k], XB_FRAGS,
+			       write ? DMA_FROM_DEVICE : DMA_TO_DEVICE);
+	if (IS_ERR(sg))
+		return PTR_ERR(sg);
+	kvm_xsg_free(sg);
+	return 0;
+}
+
+/*
+ * What kvm_xinterface_sg() does for the pages, done directly: pin the
+ * page of each range of the chain (one page each: the chain of a row of
+ * up to XB_FRAGS * PAGE_SIZE bytes) and unpin them.  The baseline of the
+ * sg rows.
+ */
+static int xb_pin(struct xb_thread *t, unsigned int k, bool write)
+{
+	struct mm_struct *mm = t->row->kvm->mm;
+	struct page *pages[XB_FRAGS];
+	unsigned int gup = write ? FOLL_WRITE : 0;
+	int i, locked = 1, ret = 0;
+	long got;
+
+	if (!mmget_not_zero(mm))
+		return -ESRCH;
+	mmap_read_lock(mm);
+	for (i = 0; i < XB_FRAGS; i++) {
+		got = pin_user_pages_remote(mm, t->hva_frag[k][i], 1, gup,
+					    &pages[i], &locked);
+		if (got != 1 || !locked) {
+			ret = got < 0 ? got : -EFAULT;
+			break;
+		}
+	}
+	if (locked)
+		mmap_read_unlock(mm);
+	if (i)
+		unpin_user_pages_dirty_lock(pages, i, write);
+	mmput(mm);
+	return ret;
 }
 
 static int xb_sg_copy(struct xb_thread *t, unsigned int k, bool write)
@@ -245,6 +305,29 @@ static int xb_op(struct xb_thread *t, unsigned int k)
 		return xb_sg(t, k, write);
 	case XB_M_SG_COPY:
 		return xb_sg_copy(t, k, write);
+	case XB_M_SG_BUILD:
+		return xb_sg_build(t, k, write);
+	case XB_M_PIN:
+		return xb_pin(t, k, write);
+	case XB_M_SRCU:
+		idx = srcu_read_lock(&row->kvm->srcu);
+		srcu_read_unlock(&row->kvm->srcu, idx);
+		return 0;
+	case XB_M_RWLOCK:
+		read_lock(&xb_rwlock);
+		read_unlock(&xb_rwlock);
+		return 0;
+	case XB_M_VMAP_EMPTY:
+		idx = kvm_xvmap_begin(t->map[k]);
+		if (idx < 0)
+			return idx;
+		kvm_xvmap_end(t->map[k], idx);
+		return 0;
+	case XB_M_OBJCHECK:
+		check_object_size(t->buf, len, write);
+		return 0;
+	case XB_M_MMSWITCH:
+		return xb_mm_switch(row->kvm->mm);
 	}
 	return -EINVAL;
 }
@@ -364,7 +447,7 @@ static int xb_thread_init(struct xb_row *row, unsigned int id)
 	const struct xb_run *p = &row->p;
 	u64 off = id * p->thread_stride;
 	bool write = p->flags & XB_F_WRITE;
-	unsigned int k;
+	unsigned int i, k;
 
 	t->row = row;
 	t->id = id;
@@ -381,7 +464,10 @@ static int xb_thread_init(struct xb_row *row, unsigned int id)
 		t->gpa[k] = (k ? p->gpa2 : p->gpa) + off;
 		t->hva[k] = (k ? p->hva2 : p->hva) + off;
 		xb_fill_ranges(t->ranges[k], t->gpa[k], p->len);
-		if (p->method == XB_M_VMAP) {
+		for (i = 0; i < XB_FRAGS; i++)
+			t->hva_frag[k][i] = t->hva[k] + t->ranges[k][i].gpa -
+					    t->gpa[k];
+		if (p->method == XB_M_VMAP || p->method == XB_M_VMAP_EMPTY) {
 			t->map[k] = kvm_xinterface_vmap(row->intf, t->gpa[k],
 							p->len,
 							write ? KVM_XVMAP_WRITE : 0);
@@ -415,6 +501,13 @@ static int xb_check(const struct xb_run *p)
 	/* The vfio pattern and the use_mm scope are for kthreads only. */
 	if ((p->method == XB_M_VFIO || p->method == XB_M_XI_SCOPE) &&
 	    p->ctx == XB_CTX_CALLER)
+		return -EINVAL;
+	/* The mm switch is a kthread's. */
+	if (p->method == XB_M_MMSWITCH && p->ctx != XB_CTX_KTHREAD)
+		return -EINVAL;
+	/* The pin baseline pins one page per range: a chain of pages. */
+	if (p->method == XB_M_PIN &&
+	    (p->len > XB_FRAGS * PAGE_SIZE || p->ctx != XB_CTX_KTHREAD))
 		return -EINVAL;
 	/* KVM's accessor and copy_*_user() on the hva need the VMM's mm. */
 	if ((p->method == XB_M_USER || p->method == XB_M_KVM_READ) &&

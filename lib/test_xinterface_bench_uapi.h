@@ -24,6 +24,14 @@ enum {
 	XB_M_COPYV,	/* kvm_xinterface_copyv() over a fragmented chain */
 	XB_M_SG,	/* kvm_xinterface_sg + sg_copy_{to,from}_buffer + kvm_xsg_free */
 	XB_M_SG_COPY,	/* sg_copy_{to,from}_buffer on a table built once */
+	XB_M_SG_BUILD,	/* kvm_xinterface_sg + kvm_xsg_free, nothing copied */
+	XB_M_PIN,	/* pin_user_pages_remote of the chain's pages + unpin */
+	/* Pieces of the paths above, to see where their instructions go: */
+	XB_M_SRCU,	/* srcu_read_lock + srcu_read_unlock of kvm->srcu */
+	XB_M_RWLOCK,	/* read_lock + read_unlock of an rwlock */
+	XB_M_VMAP_EMPTY, /* kvm_xvmap_begin + kvm_xvmap_end, no access */
+	XB_M_OBJCHECK,	/* check_object_size() of the kernel buffer */
+	XB_M_MMSWITCH,	/* mmget_not_zero + kthread_use_mm + unuse + mmput */
 	XB_M_NR,
 };
 

@@ -67,6 +67,8 @@ static const uint64_t all_sizes[] = { 8, 64, 512, 4096, 65536, 1 << 20 };
 static const uint64_t quick_sizes[] = { 64, 65536 };
 static const uint64_t small_sizes[] = { 8, 64, 512, 4096 };
 static const uint64_t mt_sizes[] = { 64, 4096, 65536 };
+/* -I: one vCPU, so no two-thread rows; 512 B is the 8 x 64 B chain. */
+static const uint64_t icount_sizes[] = { 8, 64, 512, 4096, 65536 };
 
 /* Methods only the program knows: timed in userspace. */
 #define M_PVM		100	/* process_vm_readv/writev, second process */
@@ -105,6 +107,12 @@ static int bench_fd[2];
 static struct kvm_vm *vms[2];
 static int cur_vm;
 static int failures;
+/*
+ * -I: the guest runs under QEMU's -icount shift=0,sleep=off, where guest
+ * time advances one ns per guest instruction: every ns figure is then a
+ * count of instructions, the same from run to run.
+ */
+static int icount;
 
 static uint64_t now_ns(void)
 {
@@ -300,6 +308,13 @@ static const char *method_name(const struct row *r)
 	case XB_M_COPYV:	return "xi copyv 8 frags";
 	case XB_M_SG:		return "xi sg+copy+free 8 frags";
 	case XB_M_SG_COPY:	return "sg copy (prebuilt) 8 frags";
+	case XB_M_SG_BUILD:	return "xi sg+free 8 frags";
+	case XB_M_PIN:		return "pin_user_pages_remote 8 frags";
+	case XB_M_SRCU:		return "piece: srcu lock+unlock";
+	case XB_M_RWLOCK:	return "piece: read_lock+unlock";
+	case XB_M_VMAP_EMPTY:	return "piece: vmap begin+end";
+	case XB_M_OBJCHECK:	return "piece: check_object_size";
+	case XB_M_MMSWITCH:	return "piece: mm switch";
 	case M_PVM:		return "process_vm_rw";
 	}
 	return "?";
@@ -434,11 +449,12 @@ static void print_table(void)
 {
 	unsigned int i;
 
-	printf("XI-BENCH-TABLE-BEGIN\n");
+	printf("XI-BENCH-%s-BEGIN\n", icount ? "ICOUNT" : "TABLE");
 	printf("# guest CPU fast-string flags: %s\n", cpu_flags());
 	printf("%-30s %-9s %2s %5s %-3s %-5s %5s %11s %11s %11s %8s %7s %7s\n",
 	       "row", "context", "th", "slots", "acc", "dir", "size",
-	       "ns/op", "p10", "p90", "GB/s", "xMemcpy", "xKvmRd");
+	       icount ? "instr/op" : "ns/op", "p10", "p90",
+	       icount ? "B/instr" : "GB/s", "xMemcpy", "xKvmRd");
 	for (i = 0; i < nrows; i++) {
 		const struct row *r = &rows[i];
 		char sz[16];
@@ -463,7 +479,95 @@ static void print_table(void)
 		else
 			printf("%7s\n", "-");
 	}
-	printf("XI-BENCH-TABLE-END\n");
+	printf("XI-BENCH-%s-END\n", icount ? "ICOUNT" : "TABLE");
+}
+
+/* Instructions of one row, or -1 when it is missing or failed. */
+static double cnt(int method, enum ctx_kind ctx, int cache, int write,
+		  uint64_t len)
+{
+	const struct row *r = find(method, ctx, cache, 1, write, 1, 0, len);
+
+	return r ? r->med : -1;
+}
+
+/*
+ * Per path: the instructions of an 8-byte call (what the path costs
+ * beyond the copy), the same minus copy_{from,to}_user()'s 8-byte call
+ * from the VMM (the path's own overhead), and the per-byte slope between
+ * 4 KiB and 64 KiB (the copy instruction: a rep movsb counts once per
+ * byte).
+ */
+static void print_overheads(void)
+{
+	unsigned int i, j;
+
+	printf("XI-BENCH-OVERHEAD-BEGIN\n");
+	printf("%-30s %-9s %-5s %10s %10s %10s %10s %10s %10s\n", "path",
+	       "context", "dir", "8B", "64B", "4K", "64K", "8B-user",
+	       "instr/B");
+	for (i = 0; i < nrows; i++) {
+		const struct row *r = &rows[i];
+		double c8, c64, c4k, c64k, u8;
+		int seen = 0;
+
+		if (r->threads != 1 || r->slots != 1 || r->alt ||
+		    r->method == XB_M_NULL)
+			continue;
+		for (j = 0; j < i && !seen; j++)
+			seen = rows[j].method == r->method &&
+			       rows[j].ctx == r->ctx &&
+			       rows[j].cache == r->cache &&
+			       rows[j].write == r->write &&
+			       rows[j].threads == 1 && rows[j].slots == 1 &&
+			       !rows[j].alt;
+		if (seen)
+			continue;
+		c8 = cnt(r->method, r->ctx, r->cache, r->write, 8);
+		c64 = cnt(r->method, r->ctx, r->cache, r->write, 64);
+		c4k = cnt(r->method, r->ctx, r->cache, r->write, 4096);
+		c64k = cnt(r->method, r->ctx, r->cache, r->write, 65536);
+		u8 = cnt(XB_M_USER, C_VMM, 0, r->write, 8);
+		printf("%-30s %-9s %-5s %10.0f %10.0f %10.0f %10.0f ", r->name,
+		       ctx_name[r->ctx], r->write ? "write" : "read", c8, c64,
+		       c4k, c64k);
+		if (c8 >= 0 && u8 >= 0)
+			printf("%10.0f ", c8 - u8);
+		else
+			printf("%10s ", "-");
+		if (c4k >= 0 && c64k >= 0)
+			printf("%10.3f\n", (c64k - c4k) / (65536 - 4096));
+		else
+			printf("%10s\n", "-");
+	}
+	printf("XI-BENCH-OVERHEAD-END\n");
+}
+
+/*
+ * The counts, one "key count" line per row, for harness/bench-icount.ref
+ * and the change against it (harness/bench-report.sh).
+ */
+static void print_counts(void)
+{
+	unsigned int i;
+
+	printf("XI-BENCH-COUNTS-BEGIN\n");
+	for (i = 0; i < nrows; i++) {
+		const struct row *r = &rows[i];
+		char key[160], *c;
+
+		if (r->err)
+			continue;
+		snprintf(key, sizeof(key), "%s/%s/th%d/slots%d/%s/%s/%lu",
+			 r->name, ctx_name[r->ctx], r->threads, r->slots,
+			 r->alt ? "alt" : "one", r->write ? "write" : "read",
+			 (unsigned long)r->len);
+		for (c = key; *c; c++)
+			if (*c == ' ')
+				*c = '_';
+		printf("%s %.0f\n", key, r->med);
+	}
+	printf("XI-BENCH-COUNTS-END\n");
 }
 
 /* ---- goals of issue 6 ---- */
@@ -474,7 +578,7 @@ struct goal {
 	int higher_better, known;
 };
 
-static struct goal goals[24];
+static struct goal goals[64];
 static unsigned int ngoals;
 
 static void goal(const char *text, const struct row *a, const struct row *b,
@@ -510,6 +614,171 @@ static int goal_met(const struct goal *g)
 	return g->higher_better ? g->value >= g->limit : g->value <= g->limit;
 }
 
+/* A goal on a value computed by the caller. */
+static void goal_value(const char *text, double value, int known,
+		       double limit, int higher_better)
+{
+	struct goal *g = &goals[ngoals++];
+
+	snprintf(g->text, sizeof(g->text), "%s", text);
+	g->limit = limit;
+	g->higher_better = higher_better;
+	g->known = known;
+	g->value = value;
+}
+
+static void print_goals(void)
+{
+	unsigned int i;
+
+	printf("XI-BENCH-GOALS-BEGIN\n");
+	for (i = 0; i < ngoals; i++) {
+		const struct goal *g = &goals[i];
+
+		if (g->known)
+			printf("%-4s %-88s %.3f\n", goal_status(g), g->text,
+			       g->value);
+		else
+			printf("%-4s %-88s n/a\n", goal_status(g), g->text);
+	}
+	printf("XI-BENCH-GOALS-END\n");
+}
+
+#define ROW1(m, c, cache, w, len) find(m, c, cache, 1, w, 1, 0, len)
+
+/* Instructions of a row beyond the benchmark loop's own (null row). */
+static double net(const struct row *r)
+{
+	const struct row *n = find(XB_M_NULL, C_VMM, 0, 1, 0, 1, 0, 8);
+
+	return r && n ? r->med - n->med : -1;
+}
+
+static void info_count(const char *text, double v)
+{
+	goal_value(text, v, v >= 0, 0, 0);
+}
+
+/*
+ * Where the instructions of the paths with goals go: the pieces measured
+ * alone (rows "piece: ..."), net of the benchmark loop.  Values are
+ * instructions, not ratios.
+ */
+static void where_icount(void)
+{
+	const struct row *cv = ROW1(XB_M_COPYV, C_KTHREAD, 0, 0, 512);
+	const struct row *cv8 = ROW1(XB_M_COPYV, C_KTHREAD, 0, 0, 8);
+	double sw = net(ROW1(XB_M_MMSWITCH, C_KTHREAD, 0, 0, 8));
+	double chk = net(ROW1(XB_M_OBJCHECK, C_VMM, 0, 0, 64));
+	double srcu = net(ROW1(XB_M_SRCU, C_VMM, 0, 0, 8));
+
+	info_count("  where: vmap 64B read minus memcpy 64B (begin + end, instructions)",
+		   net(ROW1(XB_M_VMAP, C_KTHREAD, 0, 0, 64)) -
+		   net(ROW1(XB_M_MEMCPY, C_VMM, 0, 0, 64)));
+	info_count("  where: kvm_xvmap_begin + kvm_xvmap_end alone",
+		   net(ROW1(XB_M_VMAP_EMPTY, C_KTHREAD, 0, 0, 64)));
+	info_count("  where: of which srcu_read_lock + unlock (kvm->srcu)", srcu);
+	info_count("  where: of which read_lock + read_unlock",
+		   net(ROW1(XB_M_RWLOCK, C_VMM, 0, 0, 8)));
+	info_count("  where: copyv 8 x 64B (kthread), all", net(cv));
+	info_count("  where: of which the mm switch (mmget + use_mm + unuse + mmput)",
+		   sw);
+	info_count("  where: of which check_object_size() of the buffer", chk);
+	info_count("  where: of which the 8 x 63 bytes more than copyv of 8 x 1 byte",
+		   cv && cv8 ? cv->med - cv8->med : -1);
+	if (cv8 && sw >= 0 && chk >= 0 && srcu >= 0)
+		info_count("  where: the rest per range (copyv 8 x 1B - switch - check - srcu) / 8",
+			   (net(cv8) - sw - chk - srcu) / 8);
+}
+
+/* Goals of issue 14, on instruction counts (-I). */
+static void eval_goals_icount(void)
+{
+	const struct row *kr64 = ROW1(XB_M_KVM_READ, C_VMM, 0, 0, 64);
+	const struct row *scope64 = ROW1(XB_M_XI_SCOPE, C_KTHREAD, 0, 0, 64);
+	const struct row *kt64 = ROW1(XB_M_XI, C_KTHREAD, 0, 0, 64);
+	const struct row *vfio64 = ROW1(XB_M_VFIO, C_KTHREAD, 0, 0, 64);
+	const struct row *user64 = ROW1(XB_M_USER, C_VMM, 0, 0, 64);
+	static const int bulk[][3] = {	/* method, context, cache */
+		{ XB_M_XI, C_VMM, 0 }, { XB_M_XI, C_VMM, 1 },
+		{ XB_M_XI, C_KTHREAD, 0 }, { XB_M_XI, C_KTHREAD, 1 },
+		{ XB_M_XI_SCOPE, C_KTHREAD, 0 }, { XB_M_XI_SCOPE, C_KTHREAD, 1 },
+		{ XB_M_XI, C_WQ, 0 }, { XB_M_XI, C_WQ, 1 },
+		{ XB_M_XI, C_FOREIGN, 0 }, { XB_M_XI, C_FOREIGN, 1 },
+		{ XB_M_COPYV, C_KTHREAD, 0 }, { XB_M_COPYV, C_KTHREAD, 1 },
+		{ XB_M_SG, C_KTHREAD, 0 }, { XB_M_SG_COPY, C_KTHREAD, 0 },
+	};
+	char text[160];
+	unsigned int i;
+	int w;
+
+	goal("64B copy_from in a use_mm scope +cache <= 1.1x kvm_read_guest 64B",
+	     ROW1(XB_M_XI_SCOPE, C_KTHREAD, 1, 0, 64), kr64, 1, 1.1, 0);
+	goal("  64B copy_from in a use_mm scope (no cache) vs kvm_read_guest 64B",
+	     scope64, kr64, 1, 0, 0);
+	goal("  64B copy_from from the VMM +cache vs kvm_read_guest 64B",
+	     ROW1(XB_M_XI, C_VMM, 1, 0, 64), kr64, 1, 0, 0);
+	goal_value("64B kthread mm switch (per call - scope) <= vfio's (vfio - copy_user)",
+		   kt64 && scope64 && vfio64 && user64 &&
+		   vfio64->med > user64->med ?
+		   (kt64->med - scope64->med) / (vfio64->med - user64->med) : 0,
+		   kt64 && scope64 && vfio64 && user64 &&
+		   vfio64->med > user64->med, 1.0, 0);
+	goal("vmap 64B read (begin + memcpy + end) <= 1.5x memcpy 64B",
+	     ROW1(XB_M_VMAP, C_KTHREAD, 0, 0, 64),
+	     ROW1(XB_M_MEMCPY, C_VMM, 0, 0, 64), 1, 1.5, 0);
+	goal("vmap 64B write (begin + memcpy + mark_dirty + end) <= 1.5x memcpy 64B",
+	     ROW1(XB_M_VMAP, C_KTHREAD, 0, 1, 64),
+	     ROW1(XB_M_MEMCPY, C_VMM, 0, 1, 64), 1, 1.5, 0);
+	goal("copyv 8 x 64B (kthread) <= 3.5x one 64B copy_from in a scope",
+	     ROW1(XB_M_COPYV, C_KTHREAD, 0, 0, 512), scope64, 1, 3.5, 0);
+	goal("  copyv 8 x 64B +cache (kthread) vs one 64B copy_from in a scope",
+	     ROW1(XB_M_COPYV, C_KTHREAD, 1, 0, 512), scope64, 1, 0, 0);
+	goal("  copyv 8 x 64B (kthread) vs 8 x one 64B copy_from in a scope",
+	     ROW1(XB_M_COPYV, C_KTHREAD, 0, 0, 512), scope64, 1, 0, 0);
+	if (scope64)
+		goal_value("  8 x one 64B copy_from in a scope, for the line above",
+			   8 * scope64->med, 1, 0, 0);
+	where_icount();
+	goal("sg build + free, 8 single-page ranges, read <= 2x pin_user_pages_remote + unpin",
+	     ROW1(XB_M_SG_BUILD, C_KTHREAD, 0, 0, 64),
+	     ROW1(XB_M_PIN, C_KTHREAD, 0, 0, 64), 1, 2.0, 0);
+	goal("sg build + free, 8 single-page ranges, write <= 2x pin_user_pages_remote + unpin",
+	     ROW1(XB_M_SG_BUILD, C_KTHREAD, 0, 1, 64),
+	     ROW1(XB_M_PIN, C_KTHREAD, 0, 1, 64), 1, 2.0, 0);
+	goal("301 vs 1 memslots, 64B copy_from +cache (vmm) <= 1.02x",
+	     find(XB_M_XI, C_VMM, 1, 1, 0, 1 + NR_SMALL, 0, 64),
+	     find(XB_M_XI, C_VMM, 1, 1, 0, 1, 0, 64), 1, 1.02, 0);
+	goal("301 vs 1 memslots, 64B copy_from +cache (kthread scope) <= 1.02x",
+	     find(XB_M_XI_SCOPE, C_KTHREAD, 1, 1, 0, 1 + NR_SMALL, 0, 64),
+	     find(XB_M_XI_SCOPE, C_KTHREAD, 1, 1, 0, 1, 0, 64), 1, 1.02, 0);
+	goal("  301 vs 1 memslots, 64B kvm_read_guest",
+	     find(XB_M_KVM_READ, C_VMM, 0, 1, 0, 1 + NR_SMALL, 0, 64), kr64,
+	     1, 0, 0);
+	for (w = 0; w <= 1; w++) {
+		const struct row *u = ROW1(XB_M_USER, C_VMM, 0, w, 65536);
+
+		for (i = 0; i < ARRAY_SIZE(bulk); i++) {
+			const struct row *r = ROW1(bulk[i][0], bulk[i][1],
+						   bulk[i][2], w, 65536);
+
+			if (!r)
+				continue;
+			snprintf(text, sizeof(text),
+				 "64K %s (%s) %s >= 0.98x copy_%s_user 64K (vmm)",
+				 r->name, ctx_name[r->ctx],
+				 w ? "write" : "read", w ? "to" : "from");
+			goal(text, r, u, 0, 0.98, 1);
+		}
+		snprintf(text, sizeof(text),
+			 "64K xi vmap (kthread) %s >= 0.98x memcpy 64K",
+			 w ? "write" : "read");
+		goal(text, ROW1(XB_M_VMAP, C_KTHREAD, 0, w, 65536),
+		     ROW1(XB_M_MEMCPY, C_VMM, 0, w, 65536), 0, 0.98, 1);
+	}
+	print_goals();
+}
+
 static void eval_goals(void)
 {
 	const struct row *mc64k = find(XB_M_MEMCPY, C_VMM, 0, 1, 0, 1, 0, 65536);
@@ -518,7 +787,6 @@ static void eval_goals(void)
 	const struct row *pvm4k = find(M_PVM, C_PROC, 0, 1, 0, 1, 0, 4096);
 	const struct row *pvm4kw = find(M_PVM, C_PROC, 0, 1, 1, 1, 0, 4096);
 	const struct row *mc1m = find(XB_M_MEMCPY, C_VMM, 0, 1, 0, 1, 0, 1 << 20);
-	unsigned int i;
 
 	goal("kthread copy_from 64K, per call, >= 0.9x memcpy throughput",
 	     find(XB_M_XI, C_KTHREAD, 0, 1, 0, 1, 0, 65536), mc64k, 0, 0.9, 1);
@@ -558,17 +826,7 @@ static void eval_goals(void)
 	     find(XB_M_XI, C_VMM, 1, 1, 0, 1 + NR_SMALL, 1, 64),
 	     find(XB_M_XI, C_VMM, 1, 1, 0, 1, 1, 64), 1, 1.1, 0);
 
-	printf("XI-BENCH-GOALS-BEGIN\n");
-	for (i = 0; i < ngoals; i++) {
-		const struct goal *g = &goals[i];
-
-		if (g->known)
-			printf("%-4s %-88s %.3f\n", goal_status(g), g->text,
-			       g->value);
-		else
-			printf("%-4s %-88s n/a\n", goal_status(g), g->text);
-	}
-	printf("XI-BENCH-GOALS-END\n");
+	print_goals();
 }
 
 /* The measurements of one row, as JSON members. */
@@ -673,6 +931,10 @@ static void add_main_rows(uint64_t len, int w)
 	add_row(XB_M_COPYV, C_KTHREAD, 1, 1, w, 0, len);
 	add_row(XB_M_SG, C_KTHREAD, 0, 1, w, 0, len);
 	add_row(XB_M_SG_COPY, C_KTHREAD, 0, 1, w, 0, len);
+	if (len <= XB_FRAGS * PG) {
+		add_row(XB_M_SG_BUILD, C_KTHREAD, 0, 1, w, 0, len);
+		add_row(XB_M_PIN, C_KTHREAD, 0, 1, w, 0, len);
+	}
 }
 
 /* Small reads, one address or two alternating: the memslot dimension. */
@@ -720,8 +982,16 @@ int main(int argc, char *argv[])
 	uint64_t t0 = now_ns();
 	int opt, w;
 
-	while ((opt = getopt(argc, argv, "t:b:q")) != -1) {
+	while ((opt = getopt(argc, argv, "t:b:qI")) != -1) {
 		switch (opt) {
+		case 'I':
+			icount = 1;
+			sizes = icount_sizes;
+			nsizes = ARRAY_SIZE(icount_sizes);
+			/* Deterministic: short batches are enough. */
+			batch_ns = 4 * 1000 * 1000;
+			batches = 3;
+			break;
 		case 't':
 			batch_ns = strtoull(optarg, NULL, 0) * 1000 * 1000;
 			break;
@@ -733,7 +1003,7 @@ int main(int argc, char *argv[])
 			nsizes = ARRAY_SIZE(quick_sizes);
 			break;
 		default:
-			fprintf(stderr, "usage: %s [-t batch_ms] [-b rounds] [-q]\n",
+			fprintf(stderr, "usage: %s [-t batch_ms] [-b rounds] [-q] [-I]\n",
 				argv[0]);
 			return 2;
 		}
@@ -750,6 +1020,33 @@ int main(int argc, char *argv[])
 	for (i = 0; i < nsizes; i++)
 		for (w = 0; w <= 1; w++)
 			add_main_rows(sizes[i], w);
+	if (icount) {
+		/* 64 B reads: one address or two, 1 or 301 memslots. */
+		for (w = 0; w <= 1; w++) {
+			cur_vm = w;
+			add_row(XB_M_KVM_READ, C_VMM, 0, 1, 0, 1, 64);
+			add_row(XB_M_XI, C_VMM, 1, 1, 0, 1, 64);
+			add_row(XB_M_XI_SCOPE, C_KTHREAD, 1, 1, 0, 1, 64);
+		}
+		/* Pieces of the paths, where their instructions go. */
+		cur_vm = 0;
+		add_row(XB_M_SRCU, C_VMM, 0, 1, 0, 0, 8);
+		add_row(XB_M_RWLOCK, C_VMM, 0, 1, 0, 0, 8);
+		add_row(XB_M_VMAP_EMPTY, C_KTHREAD, 0, 1, 0, 0, 64);
+		add_row(XB_M_OBJCHECK, C_VMM, 0, 1, 0, 0, 64);
+		add_row(XB_M_MMSWITCH, C_KTHREAD, 0, 1, 0, 0, 8);
+		cur_vm = 1;
+		add_row(XB_M_KVM_READ, C_VMM, 0, 1, 0, 0, 64);
+		add_row(XB_M_XI, C_VMM, 1, 1, 0, 0, 64);
+		add_row(XB_M_XI_SCOPE, C_KTHREAD, 1, 1, 0, 0, 64);
+		run_rows(0);
+		print_table();
+		print_overheads();
+		eval_goals_icount();
+		print_counts();
+		print_json();
+		goto out;
+	}
 	for (i = 0; i < ARRAY_SIZE(mt_sizes); i++) {
 		for (w = 0; w <= 1; w++) {
 			int th;
@@ -774,6 +1071,7 @@ int main(int argc, char *argv[])
 	print_table();
 	eval_goals();
 	print_json();
+out:
 	printf("# %u rows, %d failed, %.1f s\n", nrows, failures,
 	       (now_ns() - t0) / 1e9);
 	for (i = 0; i < 2; i++) {
