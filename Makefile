@@ -4,8 +4,9 @@
 #   make run        the main job: a Linux guest on the sample back-end
 #   make run-sample the sample back-end and this project's own guest driver
 #   make check      every test; ends with "N passed, N failed"
-#   make bench      the benchmark: table in build/bench.txt, JSON in
-#                   build/bench.json
+#   make bench      the benchmark on the production kernel: wall time and
+#                   instruction counts, in build/bench.txt and
+#                   build/bench*.json
 #   make deps       install the Debian packages the harness needs
 #   make clean      remove build output (keeps the unpacked source)
 #   make distclean  remove all of build/
@@ -24,6 +25,8 @@ OBJ     := $(BUILD)/obj
 OBJ_KCSAN := $(BUILD)/obj-kcsan
 # The nested guest of make run: Linux booted by xinterface_linux.
 OBJ_GUEST := $(BUILD)/obj-guest
+# The kernel of make bench: configured like a distribution kernel.
+OBJ_PROD := $(BUILD)/obj-prod
 TESTS   := $(BUILD)/tests
 KSRC    ?=
 JOBS    ?= $(shell echo $$(( $$(nproc) + 1 )))
@@ -33,12 +36,14 @@ KMAKE_KCSAN := $(MAKE) -s -C $(TREE) O=$(OBJ_KCSAN) CC="ccache gcc" \
 	HOSTCC="ccache gcc"
 KMAKE_GUEST := $(MAKE) -s -C $(TREE) O=$(OBJ_GUEST) CC="ccache gcc" \
 	HOSTCC="ccache gcc"
+KMAKE_PROD := $(MAKE) -s -C $(TREE) O=$(OBJ_PROD) CC="ccache gcc" \
+	HOSTCC="ccache gcc"
 H       := $(REPO)/harness
 # Hard limits for one guest run, in seconds (a hung guest is killed and
 # fails the run).
 CHECK_TIMEOUT ?= 2400
 RUN_TIMEOUT   ?= 900
-BENCH_TIMEOUT ?= 900
+BENCH_TIMEOUT ?= 1800
 BENCH_ARGS    ?=
 TIME     = $(H)/timed.sh
 
@@ -55,7 +60,7 @@ SELFTESTS := $(KVM_SELFTESTS) xinterface_test xinterface_sample xinterface_bench
 	xinterface_linux
 
 .PHONY: all deps tree config kernel selftests initramfs run check bench clean \
-	distclean kcsan lint guest run-sample
+	distclean kcsan lint guest run-sample prod bench-record
 
 all: kernel selftests initramfs
 
@@ -94,6 +99,26 @@ kcsan: tree $(OBJ_KCSAN)/.config selftests guest
 	@$(TIME) "build KCSAN kernel" $(KMAKE_KCSAN) -j$(JOBS) bzImage modules
 	@$(H)/mkinitramfs.sh $(REPO) $(BUILD) $(OBJ_KCSAN) \
 		$(BUILD)/initramfs-kcsan.cpio
+
+# The production kernel of make bench: the debug fragment without its
+# debug-begin/debug-end blocks, plus harness/prod.config (Debian's
+# settings on the benchmarked paths); its own O= directory, the same tree
+# and ccache.
+$(BUILD)/prod.config: $(H)/kernel.config $(H)/prod.config
+	@mkdir -p $(BUILD)
+	@sed '/^# debug-begin/,/^# debug-end/d' $(H)/kernel.config > $@.tmp
+	@cat $(H)/prod.config >> $@.tmp
+	@mv $@.tmp $@
+
+$(OBJ_PROD)/.config: $(BUILD)/prod.config | tree
+	@mkdir -p $(OBJ_PROD)
+	@$(KMAKE_PROD) KCONFIG_ALLCONFIG=$(BUILD)/prod.config allnoconfig
+	@$(H)/check-config.sh $(BUILD)/prod.config $(OBJ_PROD)/.config
+
+prod: tree $(OBJ_PROD)/.config selftests guest
+	@$(TIME) "build production kernel" $(KMAKE_PROD) -j$(JOBS) bzImage modules
+	@$(H)/mkinitramfs.sh $(REPO) $(BUILD) $(OBJ_PROD) \
+		$(BUILD)/initramfs-prod.cpio
 
 # The guest kernel: allnoconfig plus harness/guest/kernel.config, its own
 # O= directory; its initramfs (harness/guest/mkinitramfs.sh) needs the
@@ -162,16 +187,46 @@ check: deps all kcsan
 		$(CHECK_TIMEOUT); \
 	$(H)/check-report.sh $(BUILD) $$(cat $(BUILD)/check.rc) $$?
 
-# The benchmark runs alone in the guest; bench-report.sh fails the target
-# on a hang, a splat or a failed row, like make check.
-bench: deps all
-	@{ $(TIME) "boot and bench" $(H)/run-qemu.sh $(BUILD) bench \
-		$(BENCH_TIMEOUT) "$(BENCH_ARGS)"; echo $$? > $(BUILD)/bench.rc; } | \
-		tee $(BUILD)/bench.qemu; \
-	$(H)/bench-report.sh $(BUILD) $$(cat $(BUILD)/bench.rc)
+# The benchmark runs alone in the production kernel, twice: wall time
+# with 2 vCPUs (multi-threaded TCG), then instruction counts with one vCPU
+# under -icount shift=0,sleep=off (guest time advances one ns per guest
+# instruction).  bench-report.sh fails the target on a hang, a splat or a
+# failed row, like make check, and compares the counts with
+# harness/bench-icount.ref.
+BENCH_PROD = XI_OBJ=$(OBJ_PROD) XI_CPIO=$(BUILD)/initramfs-prod.cpio
+bench: deps prod
+	@$(BENCH_PROD) XI_LOG=-bench $(TIME) "boot and bench (wall time)" \
+		$(H)/run-qemu.sh $(BUILD) bench $(BENCH_TIMEOUT) "$(BENCH_ARGS)"; \
+	echo $$? > $(BUILD)/bench.rc; \
+	$(BENCH_PROD) XI_LOG=-icount XI_SMP=1 XI_TCG=tcg,thread=single \
+		XI_QEMU_EXTRA="-icount shift=0,sleep=off" \
+		$(TIME) "boot and bench (instructions)" \
+		$(H)/run-qemu.sh $(BUILD) bench-icount $(BENCH_TIMEOUT); \
+	echo $$? > $(BUILD)/bench-icount.rc; \
+	$(H)/bench-report.sh $(BUILD) $$(cat $(BUILD)/bench.rc) \
+		$$(cat $(BUILD)/bench-icount.rc)
+
+# make bench-record: keep the last make bench in the repository: its
+# instruction counts (harness/bench-icount.ref, what the next runs compare
+# with), the documentation page and the README's summary lines.
+bench-record:
+	@test -s $(BUILD)/bench-icount.counts -a -s $(BUILD)/xinterface-bench.rst || \
+		{ echo "no make bench output in $(BUILD): run make bench"; exit 1; }
+	@{ echo "# Instructions per call of every make bench row (harness/bench-report.sh)."; \
+	   echo "# Recorded by make bench-record from the run of build/bench.txt."; \
+	   cat $(BUILD)/bench-icount.counts; } > $(H)/bench-icount.ref
+	@cp $(BUILD)/xinterface-bench.rst $(REPO)/Documentation/virt/kvm/xinterface-bench.rst
+	@grep -q '^<!-- bench-summary-end -->' README.md || \
+		{ echo "README.md: no <!-- bench-summary --> ... <!-- bench-summary-end --> lines"; exit 1; }
+	@awk -v f=$(BUILD)/bench-summary.md \
+		'/^<!-- bench-summary -->/ {print; while ((getline l < f) > 0) print l; skip = 1; next} \
+		 /^<!-- bench-summary-end -->/ {skip = 0} !skip' README.md > README.md.tmp
+	@mv README.md.tmp README.md
+	@echo "recorded: harness/bench-icount.ref, Documentation/virt/kvm/xinterface-bench.rst, README.md"
 
 clean:
-	rm -rf $(OBJ) $(OBJ_KCSAN) $(OBJ_GUEST) $(BUILD)/guest $(TESTS) \
+	rm -rf $(OBJ) $(OBJ_KCSAN) $(OBJ_GUEST) $(OBJ_PROD) $(BUILD)/guest \
+		$(TESTS) \
 		$(BUILD)/initramfs* \
 		$(BUILD)/*.log $(BUILD)/*.summary $(BUILD)/bench.* \
 		$(BUILD)/*.config $(BUILD)/*.rc

@@ -3,7 +3,7 @@
 # log); test output goes to ttyS1 (the results log) between markers that
 # parse-results.sh reads:
 #   XI-BEGIN name / ...TAP or text... / XI-END name rc / XI-DONE
-# The mode comes from the kernel command line: xi.mode=check|kcsan|run|run-sample|bench.
+# The mode comes from the kernel command line: xi.mode=check|kcsan|run|run-sample|bench|bench-icount.
 /bin/busybox --install -s /bin
 export PATH=/bin:/sbin
 mount -t proc proc /proc
@@ -15,7 +15,7 @@ ulimit -n 8192
 
 R=/dev/ttyS1
 stty -F $R raw -echo 2>/dev/null
-mode=$(sed -n 's/.*xi\.mode=\([a-z]*\).*/\1/p' /proc/cmdline)
+mode=$(sed -n 's/.*xi\.mode=\([a-z-]*\).*/\1/p' /proc/cmdline)
 args=$(sed -n 's/.*xi\.args=\([^ ]*\).*/\1/p' /proc/cmdline | tr ',' ' ')
 echo "xi-init: mode=$mode"
 
@@ -63,6 +63,7 @@ kcsan)	list=/tests/kcsan.list ;;
 run)	list=/tests/run.list ;;
 run-sample)	list=/tests/run-sample.list ;;
 bench)	list=/tests/bench.list ;;
+bench-icount)	list=/tests/bench-icount.list ;;
 *)	list=/dev/null ;;
 esac
 # run_bg NAME TIMEOUT CMD...: like run, in the background; its output is

@@ -34,15 +34,20 @@ probe_kvm() {
 # XI_TCG is the -accel argument when TCG runs (make check-stock:
 # tcg,thread=single); the default is tcg, multi-threaded.
 accel=${XI_TCG:-tcg}
-probe_kvm && accel=kvm
+# XI_QEMU_EXTRA: more QEMU options (make bench: -icount shift=0,sleep=off,
+# which needs TCG: no KVM acceleration then).  XI_SMP: vCPUs (default 2).
+EXTRA_QEMU=${XI_QEMU_EXTRA:-}
+SMP=${XI_SMP:-2}
+[ -z "$EXTRA_QEMU" ] && probe_kvm && accel=kvm
 
 append="console=ttyS0 panic=-1 xi.mode=$MODE${XI_APPEND:+ $XI_APPEND}"
 [ -n "$EXTRA" ] && append="$append xi.args=$EXTRA"
 : > "$CON"
 : > "$RES"
-echo "  QEMU    $MODE: accel=$accel, 2 vCPUs, 4 GiB, timeout ${TMO}s"
+echo "  QEMU    $MODE: accel=$accel, $SMP vCPUs, 4 GiB${EXTRA_QEMU:+, $EXTRA_QEMU}, timeout ${TMO}s"
+# shellcheck disable=SC2086
 timeout -s KILL "$TMO" qemu-system-x86_64 \
-	-accel "$accel" -cpu max -smp 2 -m 4G \
+	-accel "$accel" -cpu max -smp "$SMP" -m 4G $EXTRA_QEMU \
 	-kernel "$KERNEL" \
 	-initrd "$CPIO" \
 	-append "$append" \
