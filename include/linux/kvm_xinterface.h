@@ -150,7 +150,8 @@ static inline int kvm_xinterface_copy_to(struct kvm_xinterface *intf,
  *
  * Contexts as for kvm_xinterface_copy_to().  May sleep.  Reading a
  * read-only memslot is allowed.  On error the contents of @dst are
- * undefined.
+ * undefined: bytes not copied keep whatever they held (they are not
+ * zeroed as copy_from_user() zeroes them).
  *
  * Return: 0 on success, or -EOVERFLOW, -ENXIO, -EPERM, -ESRCH, -EFAULT,
  * -ENOMEM or -EINTR with the meanings given for kvm_xinterface_copy_to().

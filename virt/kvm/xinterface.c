@@ -16,8 +16,10 @@
  *    mark_page_dirty_in_slot() WARNs without a running vCPU.
  */
 
+#include <linux/fault-inject-usercopy.h>
 #include <linux/file.h>
 #include <linux/highmem.h>
+#include <linux/instrumented.h>
 #include <linux/kthread.h>
 #include <linux/kvm_host.h>
 #include <linux/kvm_xinterface.h>
@@ -67,8 +69,8 @@ static u64 xi_binding_id(struct kvm_xinterface *intf)
 
 /* How the copy reaches kvm->mm. */
 enum xi_path {
-	XI_PATH_OWN,		/* current->mm is kvm->mm: user access */
-	XI_PATH_KTHREAD,	/* kthread_use_mm(kvm->mm), then user access */
+	/* current->mm is kvm->mm (the owner, a kthread after use_mm) */
+	XI_PATH_OWN,
 	XI_PATH_REMOTE,		/* another mm: look up and kmap page by page */
 };
 
@@ -209,6 +211,40 @@ static int xi_copy_remote(struct mm_struct *mm, unsigned long hva, void *buf,
 }
 
 /*
+ * A user copy between @buf and @hva, with the VM's mm current.  What
+ * copy_{to,from}_user() does, less two checks: access_ok(), which the
+ * memslot's hva range passed when KVM created the memslot (as
+ * kvm_read_guest()'s __copy_from_user() relies on too), and the
+ * hardened-usercopy check of the kernel buffer, which the callers
+ * (xi_copy_checked(), xi_copy_fast_mm()) make once for the whole buffer
+ * rather than again for each piece of it.  The address is still masked
+ * where the architecture can, as copy_from_user() does, so that a
+ * mispredicted memslot check cannot steer even a speculative access into
+ * kernel memory.  Returns the bytes not copied; @buf's bytes beyond the
+ * ones copied are left as they were.
+ */
+static unsigned long xi_user_copy(unsigned long hva, void *buf, size_t len,
+				  bool write)
+{
+	void __user *p = (void __user *)hva;
+	unsigned long left;
+
+	might_fault();
+	if (should_fail_usercopy())
+		return len;
+	if (can_do_masked_user_access())
+		p = mask_user_address(p);
+	if (write) {
+		instrument_copy_to_user(p, buf, len);
+		return raw_copy_to_user(p, buf, len);
+	}
+	instrument_copy_from_user_before(buf, p, len);
+	left = raw_copy_from_user(buf, p, len);
+	instrument_copy_from_user_after(buf, p, len, left);
+	return left;
+}
+
+/*
  * Copy @len bytes between @buf and @hva in kvm->mm.  *@done is set to the
  * bytes that reached their destination, also on error (a user copy that
  * faults part-way, a remote lookup that fails on a later page), so that a
@@ -223,10 +259,7 @@ static int xi_copy_hva(struct mm_struct *mm, enum xi_path path,
 	*done = 0;
 	if (path == XI_PATH_REMOTE)
 		return xi_copy_remote(mm, hva, buf, len, write, done);
-	if (write)
-		left = copy_to_user((void __user *)hva, buf, len);
-	else
-		left = copy_from_user(buf, (void __user *)hva, len);
+	left = xi_user_copy(hva, buf, len, write);
 	*done = len - left;
 	return left ? -EFAULT : 0;
 }
@@ -396,19 +429,206 @@ static int xi_copy_slots(struct kvm *kvm, u64 id, struct mm_struct *mm,
 	return 0;
 }
 
+/* Does [gpa, gpa + len) lie in @slot?  @len is not 0. */
+static __always_inline bool xi_in_slot(const struct kvm_memory_slot *slot,
+				       u64 gpa, size_t len)
+{
+	return (gpa >> PAGE_SHIFT) - slot->base_gfn < slot->npages &&
+	       ((gpa + len - 1) >> PAGE_SHIFT) - slot->base_gfn < slot->npages;
+}
+
+/*
+ * The memslot of the fast path for [gpa, gpa + len), under kvm->srcu: the
+ * one @cache holds (without a cache: the one holding @gpa), if the whole
+ * range lies in it and it takes the access as it is (a user memslot, no
+ * private memory, no refusal).  NULL when the fast path does not apply:
+ * xi_copy_slots() then does the copy the general way.
+ */
+static __always_inline struct kvm_memory_slot *
+xi_fast_slot(struct kvm *kvm, u64 id, struct kvm_memslots *slots, u64 gpa,
+	     size_t len, bool write, struct kvm_xcache *cache)
+{
+	struct kvm_memory_slot *slot;
+
+	if (cache) {
+		slot = cache->slot;
+		if (unlikely(!slot || cache->binding != id ||
+			     cache->generation != slots->generation))
+			return NULL;
+	} else {
+		slot = __gfn_to_memslot(slots, gpa >> PAGE_SHIFT);
+		if (unlikely(!slot))
+			return NULL;
+	}
+	if (unlikely(!xi_in_slot(slot, gpa, len) ||
+		     slot->id >= KVM_USER_MEM_SLOTS ||
+		     (slot->flags & (KVM_MEMSLOT_INVALID | KVM_MEM_GUEST_MEMFD))))
+		return NULL;
+	if (write && unlikely((slot->flags & KVM_MEM_READONLY) ||
+			      (xi_ring_only(kvm) &&
+			       kvm_slot_dirty_track_enabled(slot))))
+		return NULL;
+	return slot;
+}
+
+/*
+ * Copy [gpa, gpa + len) of @slot, which xi_fast_slot() returned for this
+ * access, with the VM's mm current.  The kernel buffer was checked by the
+ * caller (check_object_size()).
+ */
+static __always_inline int xi_copy_in_slot(struct kvm_memory_slot *slot,
+					   u64 gpa, void *buf, size_t len,
+					   bool write)
+{
+	unsigned long left;
+
+	left = xi_user_copy(__gfn_to_hva_memslot(slot, gpa >> PAGE_SHIFT) +
+			    offset_in_page(gpa), buf, len, write);
+	if (write && left != len)
+		xi_mark_dirty(slot, gpa, len - left);
+	return left ? -EFAULT : 0;
+}
+
+/* One range with the VM's mm current; 1: take the general path. */
+static __always_inline int xi_copy_fast_mm(struct kvm_xinterface *intf,
+					   u64 gpa, void *buf, size_t len,
+					   bool write,
+					   struct kvm_xcache *cache)
+{
+	struct kvm *kvm = intf->kvm;
+	struct kvm_memory_slot *slot;
+	int idx, ret;
+
+	check_object_size(buf, len, write);
+	idx = srcu_read_lock(&kvm->srcu);
+	slot = xi_fast_slot(kvm, xi_binding_id(intf), kvm_memslots(kvm), gpa,
+			    len, write, cache);
+	if (likely(slot)) {
+		if (cache)
+			cache->hits++;
+		ret = xi_copy_in_slot(slot, gpa, buf, len, write);
+	} else {
+		ret = 1;
+	}
+	srcu_read_unlock(&kvm->srcu, idx);
+	return ret;
+}
+
+/*
+ * The fast path of a one-range copy (copy_to/copy_from, copyv of one
+ * range): from the VM owner's context, or from a kthread, which switches
+ * to the VM's mm for the copy.  Returns 1 when it does not apply (another
+ * task, an empty or overflowing range, a range the fast path does not
+ * take): xi_copy() then does the copy.
+ */
+static __always_inline int xi_copy_fast(struct kvm_xinterface *intf, u64 gpa,
+					void *buf, size_t len, bool write,
+					struct kvm_xcache *cache)
+{
+	struct mm_struct *mm = intf->kvm->mm;
+	int ret;
+
+	if (unlikely(!len || xi_check_range(gpa, len)))
+		return 1;
+	if (likely(current->mm == mm))
+		return xi_copy_fast_mm(intf, gpa, buf, len, write, cache);
+	if (current->mm || !(current->flags & PF_KTHREAD))
+		return 1;
+	if (!mmget_not_zero(mm))
+		return -ESRCH;
+	kthread_use_mm(mm);
+	ret = xi_copy_fast_mm(intf, gpa, buf, len, write, cache);
+	kthread_unuse_mm(mm);
+	mmput(mm);
+	return ret;
+}
+
+/* Copy through @ranges in kvm->mm, the way @path reaches it. */
+static int xi_copy_mm(struct kvm_xinterface *intf, enum xi_path path,
+		      const struct kvm_xrange *ranges, unsigned int nr,
+		      void *buf, bool write, struct kvm_xcache *cache)
+{
+	struct kvm *kvm = intf->kvm;
+	u64 id = xi_binding_id(intf);
+	struct kvm_memory_slot *slot = NULL;
+	struct kvm_memslots *slots;
+	unsigned int i;
+	int ret = 0, idx;
+
+	idx = srcu_read_lock(&kvm->srcu);
+	slots = kvm_memslots(kvm);
+	for (i = 0; i < nr && !ret; i++) {
+		u64 gpa = ranges[i].gpa;
+		size_t n = ranges[i].len;
+
+		/*
+		 * With the VM's mm current, a range in the memslot the last
+		 * one went to (checked for this access already), or in one
+		 * the fast path takes, is copied directly.
+		 */
+		if (path == XI_PATH_OWN && n) {
+			if (!slot || !xi_in_slot(slot, gpa, n))
+				slot = xi_fast_slot(kvm, id, slots, gpa, n,
+						    write, cache);
+			if (slot) {
+				if (cache)
+					cache->hits++;
+				ret = xi_copy_in_slot(slot, gpa, buf, n, write);
+				buf += n;
+				continue;
+			}
+		}
+		ret = xi_copy_slots(kvm, id, kvm->mm, path, gpa, buf, n, write,
+				    cache);
+		buf += n;
+	}
+	srcu_read_unlock(&kvm->srcu, idx);
+	return ret;
+}
+
+/* Copy through @ranges, checked already: they add up to @len. */
+static int xi_copy_checked(struct kvm_xinterface *intf,
+			   const struct kvm_xrange *ranges, unsigned int nr,
+			   void *buf, size_t len, bool write,
+			   struct kvm_xcache *cache)
+{
+	struct mm_struct *mm = intf->kvm->mm;
+	int ret;
+
+	if (!len)
+		return 0;
+	/* The pieces are user copies: check the kernel buffer once. */
+	if (likely(current->mm == mm)) {
+		check_object_size(buf, len, write);
+		return xi_copy_mm(intf, XI_PATH_OWN, ranges, nr, buf, write,
+				  cache);
+	}
+	if (!mmget_not_zero(mm))
+		return -ESRCH;
+	if (!current->mm && (current->flags & PF_KTHREAD)) {
+		check_object_size(buf, len, write);
+		kthread_use_mm(mm);
+		ret = xi_copy_mm(intf, XI_PATH_OWN, ranges, nr, buf, write,
+				 cache);
+		kthread_unuse_mm(mm);
+	} else {
+		ret = xi_copy_mm(intf, XI_PATH_REMOTE, ranges, nr, buf, write,
+				 cache);
+	}
+	mmput(mm);
+	return ret;
+}
+
 /* Copy through @ranges, which the caller cannot change under us. */
 static int xi_copy(struct kvm_xinterface *intf,
 		   const struct kvm_xrange *ranges, unsigned int nr, void *buf,
 		   size_t len, bool write, struct kvm_xcache *cache)
 {
-	struct kvm *kvm = intf->kvm;
-	struct mm_struct *mm = kvm->mm;
-	u64 id = xi_binding_id(intf);
-	enum xi_path path;
 	unsigned int i;
 	size_t total = 0;
-	int ret = 0, idx;
+	int ret;
 
+	might_sleep();
 	for (i = 0; i < nr; i++) {
 		ret = xi_check_range(ranges[i].gpa, ranges[i].len);
 		if (ret)
@@ -419,42 +639,19 @@ static int xi_copy(struct kvm_xinterface *intf,
 	}
 	if (total != len)
 		return -EINVAL;
-	if (!len)
-		return 0;
-
-	if (current->mm == mm)
-		path = XI_PATH_OWN;
-	else if (!current->mm && (current->flags & PF_KTHREAD))
-		path = XI_PATH_KTHREAD;
-	else
-		path = XI_PATH_REMOTE;
-
-	if (path != XI_PATH_OWN && !mmget_not_zero(mm))
-		return -ESRCH;
-	if (path == XI_PATH_KTHREAD)
-		kthread_use_mm(mm);
-
-	idx = srcu_read_lock(&kvm->srcu);
-	for (i = 0; i < nr && !ret; i++) {
-		ret = xi_copy_slots(kvm, id, mm, path, ranges[i].gpa, buf,
-				    ranges[i].len, write, cache);
-		buf += ranges[i].len;
-	}
-	srcu_read_unlock(&kvm->srcu, idx);
-
-	if (path == XI_PATH_KTHREAD)
-		kthread_unuse_mm(mm);
-	if (path != XI_PATH_OWN)
-		mmput(mm);
-	return ret;
+	return xi_copy_checked(intf, ranges, nr, buf, len, write, cache);
 }
 
 static int xi_copy_to(struct kvm_xinterface *intf, u64 gpa, const void *src,
 		      size_t len)
 {
 	struct kvm_xrange r = { .gpa = gpa, .len = len };
+	int ret;
 
-	might_sleep();
+	might_fault();
+	ret = xi_copy_fast(intf, gpa, (void *)src, len, true, NULL);
+	if (likely(ret <= 0))
+		return ret;
 	return xi_copy(intf, &r, 1, (void *)src, len, true, NULL);
 }
 
@@ -462,9 +659,58 @@ static int xi_copy_from(struct kvm_xinterface *intf, void *dst, u64 gpa,
 			size_t len)
 {
 	struct kvm_xrange r = { .gpa = gpa, .len = len };
+	int ret;
+
+	might_fault();
+	ret = xi_copy_fast(intf, gpa, dst, len, false, NULL);
+	if (likely(ret <= 0))
+		return ret;
+	return xi_copy(intf, &r, 1, dst, len, false, NULL);
+}
+
+/* copyv of more than one range: a snapshot of the array first. */
+static noinline int xi_copyv_array(struct kvm_xinterface *intf,
+				   const struct kvm_xrange *ranges,
+				   unsigned int nr, void *buf, size_t len,
+				   bool write, struct kvm_xcache *cache)
+{
+	/* Filled before it is read: no need to zero it first. */
+	struct kvm_xrange stack[XI_STACK_RANGES] __uninitialized;
+	struct kvm_xrange *snap = stack;
+	size_t total = 0;
+	unsigned int i;
+	int ret = 0;
 
 	might_sleep();
-	return xi_copy(intf, &r, 1, dst, len, false, NULL);
+	if (nr > XI_MAX_RANGES)
+		return -EINVAL;
+	/*
+	 * Read the caller's ranges once, and check them as they are read:
+	 * the lengths that were checked against @len are the ones copied,
+	 * even if the array changes.
+	 */
+	if (nr > ARRAY_SIZE(stack)) {
+		snap = kmalloc_array(nr, sizeof(*snap), GFP_KERNEL);
+		if (!snap)
+			return -ENOMEM;
+	}
+	for (i = 0; i < nr; i++) {
+		snap[i] = ranges[i];
+		ret = xi_check_range(snap[i].gpa, snap[i].len);
+		if (ret)
+			goto out;
+		total += snap[i].len;
+		if (total > MAX_RW_COUNT) {
+			ret = -EOVERFLOW;
+			goto out;
+		}
+	}
+	ret = total == len ? xi_copy_checked(intf, snap, nr, buf, len, write,
+					     cache) : -EINVAL;
+out:
+	if (snap != stack)
+		kfree(snap);
+	return ret;
 }
 
 /**
@@ -497,26 +743,24 @@ int kvm_xinterface_copyv(struct kvm_xinterface *intf,
 			 void *buf, size_t len, bool write,
 			 struct kvm_xcache *cache)
 {
-	struct kvm_xrange stack[XI_STACK_RANGES], *snap = stack;
+	struct kvm_xrange one;
 	int ret;
 
-	might_sleep();
-	if (nr > XI_MAX_RANGES)
-		return -EINVAL;
 	/*
-	 * Read the caller's ranges once: the lengths that were checked
-	 * against @len are the ones copied, even if the array changes.
+	 * As in copy_from_user(): a debug kernel checks that the caller may
+	 * sleep (the copy may fault), and there is no preemption point here.
 	 */
-	if (nr > ARRAY_SIZE(stack)) {
-		snap = kmalloc_array(nr, sizeof(*snap), GFP_KERNEL);
-		if (!snap)
-			return -ENOMEM;
+	might_fault();
+	if (nr != 1)
+		return xi_copyv_array(intf, ranges, nr, buf, len, write, cache);
+	/* One range (the _cached() copies): read it once, try the fast path. */
+	one = *ranges;
+	if (one.len == len) {
+		ret = xi_copy_fast(intf, one.gpa, buf, len, write, cache);
+		if (likely(ret <= 0))
+			return ret;
 	}
-	memcpy(snap, ranges, nr * sizeof(*snap));
-	ret = xi_copy(intf, snap, nr, buf, len, write, cache);
-	if (snap != stack)
-		kfree(snap);
-	return ret;
+	return xi_copy(intf, &one, 1, buf, len, write, cache);
 }
 EXPORT_SYMBOL_NS_GPL(kvm_xinterface_copyv, KVM_XINTERFACE);
 
