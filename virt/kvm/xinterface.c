@@ -133,7 +133,8 @@ static int xi_slot_check(const struct kvm_memory_slot *slot, bool write,
 	return 0;
 }
 
-static void xi_mark_dirty(struct kvm_memory_slot *slot, u64 gpa, size_t len)
+static __always_inline void xi_mark_dirty(struct kvm_memory_slot *slot, u64 gpa,
+					  size_t len)
 {
 	gfn_t gfn, last = (gpa + len - 1) >> PAGE_SHIFT;
 
@@ -681,7 +682,6 @@ static noinline int xi_copyv_array(struct kvm_xinterface *intf,
 	unsigned int i;
 	int ret = 0;
 
-	might_sleep();
 	if (nr > XI_MAX_RANGES)
 		return -EINVAL;
 	/*
