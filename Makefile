@@ -7,6 +7,11 @@
 #   make bench      the benchmark on the production kernel: wall time and
 #                   instruction counts, in build/bench.txt and
 #                   build/bench*.json
+#   make bench-record  keep the last make bench: recorded counts, the
+#                   documentation page, the README summary
+#   make series     the change as a git format-patch series (build/series)
+#   make series-check  it applies, equals the tested tree, each patch
+#                   builds and passes checkpatch
 #   make deps       install the Debian packages the harness needs
 #   make clean      remove build output (keeps the unpacked source)
 #   make distclean  remove all of build/
@@ -14,8 +19,8 @@
 # KSRC=<path> builds your own 6.12.y tree instead of Debian's
 # linux-source-6.12.  JOBS=<n> sets the build parallelism.
 # CHECK_TIMEOUT/RUN_TIMEOUT/BENCH_TIMEOUT=<s> bound one guest run.
-# BENCH_ARGS=<a,b,...> appends arguments to xinterface_bench (commas for
-# spaces), e.g. BENCH_ARGS=-q,-t,20 for a quick run.
+# BENCH_ARGS=<a,b,...> appends arguments to every program of the wall-time
+# bench list (commas for spaces).
 
 REPO    := $(CURDIR)
 BUILD   := $(REPO)/build
