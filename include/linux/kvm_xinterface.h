@@ -217,46 +217,12 @@ int kvm_xinterface_copyv(struct kvm_xinterface *intf,
 			 void *buf, size_t len, bool write,
 			 struct kvm_xcache *cache);
 
-/**
- * kvm_xinterface_copy_to_cached() - kvm_xinterface_copy_to() with a cache
- * @intf: the binding.
- * @cache: translation cache, or NULL.
- * @gpa: guest physical address of the first byte to write.
- * @src: kernel buffer to copy from.
- * @len: number of bytes.
- *
- * Return: as kvm_xinterface_copy_to().
- */
-static inline int kvm_xinterface_copy_to_cached(struct kvm_xinterface *intf,
-						struct kvm_xcache *cache,
-						u64 gpa, const void *src,
-						size_t len)
-{
-	struct kvm_xrange r = { .gpa = gpa, .len = len };
-
-	return kvm_xinterface_copyv(intf, &r, 1, (void *)src, len, true,
-				    cache);
-}
-
-/**
- * kvm_xinterface_copy_from_cached() - kvm_xinterface_copy_from() with a cache
- * @intf: the binding.
- * @cache: translation cache, or NULL.
- * @dst: kernel buffer to copy to.
- * @gpa: guest physical address of the first byte to read.
- * @len: number of bytes.
- *
- * Return: as kvm_xinterface_copy_from().
- */
-static inline int kvm_xinterface_copy_from_cached(struct kvm_xinterface *intf,
-						  struct kvm_xcache *cache,
-						  void *dst, u64 gpa,
-						  size_t len)
-{
-	struct kvm_xrange r = { .gpa = gpa, .len = len };
-
-	return kvm_xinterface_copyv(intf, &r, 1, dst, len, false, cache);
-}
+int kvm_xinterface_copy_to_cached(struct kvm_xinterface *intf,
+				   struct kvm_xcache *cache, u64 gpa,
+				   const void *src, size_t len);
+int kvm_xinterface_copy_from_cached(struct kvm_xinterface *intf,
+				     struct kvm_xcache *cache, void *dst,
+				     u64 gpa, size_t len);
 
 int kvm_xinterface_use_mm(struct kvm_xinterface *intf);
 void kvm_xinterface_unuse_mm(struct kvm_xinterface *intf);

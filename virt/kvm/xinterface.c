@@ -765,6 +765,60 @@ int kvm_xinterface_copyv(struct kvm_xinterface *intf,
 EXPORT_SYMBOL_NS_GPL(kvm_xinterface_copyv, KVM_XINTERFACE);
 
 /**
+ * kvm_xinterface_copy_to_cached() - kvm_xinterface_copy_to() with a cache
+ * @intf: the binding.
+ * @cache: translation cache, or NULL.
+ * @gpa: guest physical address of the first byte to write.
+ * @src: kernel buffer to copy from.
+ * @len: number of bytes.
+ *
+ * The one-range kvm_xinterface_copyv() (the cache as described there).
+ *
+ * Return: as kvm_xinterface_copy_to().
+ */
+int kvm_xinterface_copy_to_cached(struct kvm_xinterface *intf,
+				  struct kvm_xcache *cache, u64 gpa,
+				  const void *src, size_t len)
+{
+	struct kvm_xrange r = { .gpa = gpa, .len = len };
+	int ret;
+
+	might_fault();
+	ret = xi_copy_fast(intf, gpa, (void *)src, len, true, cache);
+	if (likely(ret <= 0))
+		return ret;
+	return xi_copy(intf, &r, 1, (void *)src, len, true, cache);
+}
+EXPORT_SYMBOL_NS_GPL(kvm_xinterface_copy_to_cached, KVM_XINTERFACE);
+
+/**
+ * kvm_xinterface_copy_from_cached() - kvm_xinterface_copy_from() with a cache
+ * @intf: the binding.
+ * @cache: translation cache, or NULL.
+ * @dst: kernel buffer to copy to.
+ * @gpa: guest physical address of the first byte to read.
+ * @len: number of bytes.
+ *
+ * The one-range kvm_xinterface_copyv() (the cache as described there).
+ *
+ * Return: as kvm_xinterface_copy_from().
+ */
+int kvm_xinterface_copy_from_cached(struct kvm_xinterface *intf,
+				    struct kvm_xcache *cache, void *dst,
+				    u64 gpa, size_t len)
+{
+	struct kvm_xrange r = { .gpa = gpa, .len = len };
+	int ret;
+
+	might_fault();
+	ret = xi_copy_fast(intf, gpa, dst, len, false, cache);
+	if (likely(ret <= 0))
+		return ret;
+	return xi_copy(intf, &r, 1, dst, len, false, cache);
+}
+EXPORT_SYMBOL_NS_GPL(kvm_xinterface_copy_from_cached, KVM_XINTERFACE);
+
+/**
  * kvm_xinterface_use_mm() - stay in the VM's mm for a batch of copies
  * @intf: the binding.
  *
