@@ -218,11 +218,11 @@ int kvm_xinterface_copyv(struct kvm_xinterface *intf,
 			 struct kvm_xcache *cache);
 
 int kvm_xinterface_copy_to_cached(struct kvm_xinterface *intf,
-				   struct kvm_xcache *cache, u64 gpa,
-				   const void *src, size_t len);
+				  struct kvm_xcache *cache, u64 gpa,
+				  const void *src, size_t len);
 int kvm_xinterface_copy_from_cached(struct kvm_xinterface *intf,
-				     struct kvm_xcache *cache, void *dst,
-				     u64 gpa, size_t len);
+				    struct kvm_xcache *cache, void *dst,
+				    u64 gpa, size_t len);
 
 int kvm_xinterface_use_mm(struct kvm_xinterface *intf);
 void kvm_xinterface_unuse_mm(struct kvm_xinterface *intf);
