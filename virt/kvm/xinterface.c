@@ -643,30 +643,36 @@ static int xi_copy(struct kvm_xinterface *intf,
 	return xi_copy_checked(intf, ranges, nr, buf, len, write, cache);
 }
 
-static int xi_copy_to(struct kvm_xinterface *intf, u64 gpa, const void *src,
-		      size_t len)
+/*
+ * A one-range copy: the fast path, else the general one.  Inlined into
+ * each entry point, so that each is specialised for its direction.  As in
+ * copy_from_user(), a debug kernel checks that the caller may sleep (the
+ * copy may fault), and there is no preemption point.
+ */
+static __always_inline int xi_copy_one(struct kvm_xinterface *intf,
+				       struct kvm_xcache *cache, u64 gpa,
+				       void *buf, size_t len, bool write)
 {
 	struct kvm_xrange r = { .gpa = gpa, .len = len };
 	int ret;
 
 	might_fault();
-	ret = xi_copy_fast(intf, gpa, (void *)src, len, true, NULL);
+	ret = xi_copy_fast(intf, gpa, buf, len, write, cache);
 	if (likely(ret <= 0))
 		return ret;
-	return xi_copy(intf, &r, 1, (void *)src, len, true, NULL);
+	return xi_copy(intf, &r, 1, buf, len, write, cache);
+}
+
+static int xi_copy_to(struct kvm_xinterface *intf, u64 gpa, const void *src,
+		      size_t len)
+{
+	return xi_copy_one(intf, NULL, gpa, (void *)src, len, true);
 }
 
 static int xi_copy_from(struct kvm_xinterface *intf, void *dst, u64 gpa,
 			size_t len)
 {
-	struct kvm_xrange r = { .gpa = gpa, .len = len };
-	int ret;
-
-	might_fault();
-	ret = xi_copy_fast(intf, gpa, dst, len, false, NULL);
-	if (likely(ret <= 0))
-		return ret;
-	return xi_copy(intf, &r, 1, dst, len, false, NULL);
+	return xi_copy_one(intf, NULL, gpa, dst, len, false);
 }
 
 /* copyv of more than one range: a snapshot of the array first. */
@@ -744,22 +750,15 @@ int kvm_xinterface_copyv(struct kvm_xinterface *intf,
 			 struct kvm_xcache *cache)
 {
 	struct kvm_xrange one;
-	int ret;
 
-	/*
-	 * As in copy_from_user(): a debug kernel checks that the caller may
-	 * sleep (the copy may fault), and there is no preemption point here.
-	 */
-	might_fault();
-	if (nr != 1)
+	if (nr != 1) {
+		might_fault();
 		return xi_copyv_array(intf, ranges, nr, buf, len, write, cache);
-	/* One range (the _cached() copies): read it once, try the fast path. */
-	one = *ranges;
-	if (one.len == len) {
-		ret = xi_copy_fast(intf, one.gpa, buf, len, write, cache);
-		if (likely(ret <= 0))
-			return ret;
 	}
+	/* One range: read it once; a length mismatch gets xi_copy()'s errors. */
+	one = *ranges;
+	if (one.len == len)
+		return xi_copy_one(intf, cache, one.gpa, buf, len, write);
 	return xi_copy(intf, &one, 1, buf, len, write, cache);
 }
 EXPORT_SYMBOL_NS_GPL(kvm_xinterface_copyv, KVM_XINTERFACE);
@@ -780,14 +779,7 @@ int kvm_xinterface_copy_to_cached(struct kvm_xinterface *intf,
 				  struct kvm_xcache *cache, u64 gpa,
 				  const void *src, size_t len)
 {
-	struct kvm_xrange r = { .gpa = gpa, .len = len };
-	int ret;
-
-	might_fault();
-	ret = xi_copy_fast(intf, gpa, (void *)src, len, true, cache);
-	if (likely(ret <= 0))
-		return ret;
-	return xi_copy(intf, &r, 1, (void *)src, len, true, cache);
+	return xi_copy_one(intf, cache, gpa, (void *)src, len, true);
 }
 EXPORT_SYMBOL_NS_GPL(kvm_xinterface_copy_to_cached, KVM_XINTERFACE);
 
@@ -807,14 +799,7 @@ int kvm_xinterface_copy_from_cached(struct kvm_xinterface *intf,
 				    struct kvm_xcache *cache, void *dst,
 				    u64 gpa, size_t len)
 {
-	struct kvm_xrange r = { .gpa = gpa, .len = len };
-	int ret;
-
-	might_fault();
-	ret = xi_copy_fast(intf, gpa, dst, len, false, cache);
-	if (likely(ret <= 0))
-		return ret;
-	return xi_copy(intf, &r, 1, dst, len, false, cache);
+	return xi_copy_one(intf, cache, gpa, dst, len, false);
 }
 EXPORT_SYMBOL_NS_GPL(kvm_xinterface_copy_from_cached, KVM_XINTERFACE);
 
